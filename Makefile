@@ -1,0 +1,42 @@
+# Two commands do everything, each with its own set-up:
+#   make lab    create .venv, install the package (editable) with its pinned dependencies, open JupyterLab
+#   make test   the same set-up, then pytest for the package and nbval over every notebook (quick mode)
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONSTRAINTS := requirements/constraints.txt
+LAB_FLAGS ?=
+PYTEST_FLAGS ?=
+
+.PHONY: lab test test-package test-notebooks lint lock clean
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c $(CONSTRAINTS) -e ".[lessons,dev]"
+	touch $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks $(LAB_FLAGS)
+
+test: test-package test-notebooks
+
+test-package: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_FLAGS) tests
+
+test-notebooks: $(STAMP)
+	METALEARN_LITE_QUICK=1 $(BIN)/python -m pytest $(PYTEST_FLAGS) --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+lock:
+	rm -rf /tmp/metalearn-lock && $(PYTHON) -m venv /tmp/metalearn-lock
+	/tmp/metalearn-lock/bin/python -m pip install -q "torch==2.13.0" -e ".[lessons,dev]"
+	( echo "# Tested versions, pinned. Both README commands (make lab, make test) install with -c this file."; \
+	  echo "# Regenerate after an upgrade: make lock"; \
+	  /tmp/metalearn-lock/bin/python -m pip freeze --exclude-editable | sed 's/+cpu//' ) > $(CONSTRAINTS)
+
+clean:
+	rm -rf $(VENV)

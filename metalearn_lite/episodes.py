@@ -1,0 +1,202 @@
+"""N-way K-shot Q-query episodes, sampled as stacked tensors.
+
+An *episode* (or task) draws ``N`` classes, then ``K`` support and ``Q`` query examples of each.
+Labels are relabelled ``0..N-1`` in the order the classes were drawn, so a model can never rely
+on a class's global identity.  A meta-batch of ``T`` tasks is one set of stacked tensors::
+
+    support_x  (T, N*K, ...)     support_y  (T, N*K)     class-major: K of class 0, K of class 1, ...
+    query_x    (T, N*Q, ...)     query_y    (T, N*Q)
+
+so algorithms can ``vmap`` over tasks or fold ``T`` into the batch dimension.  All index drawing
+happens in a handful of vectorised tensor operations on a seeded CPU generator: the same seed gives
+the same episodes on every device, and there is no per-image Python work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from .devices import resolve_device
+
+
+@dataclass(frozen=True)
+class Episode:
+    """A meta-batch of ``T`` tasks (see the module docstring for shapes).
+
+    ``classes`` ``(T, N)`` holds the original class ids behind labels ``0..N-1``; for regression
+    tasks ``info`` carries the task parameters (for the sinusoid: ``amplitude`` and ``phase``).
+    """
+
+    support_x: torch.Tensor
+    support_y: torch.Tensor
+    query_x: torch.Tensor
+    query_y: torch.Tensor
+    classes: torch.Tensor | None = None
+    info: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def num_tasks(self) -> int:
+        return self.support_x.shape[0]
+
+    def task(self, i: int) -> Episode:
+        """Task ``i`` alone, keeping a leading task dimension of 1."""
+        sl = slice(i, i + 1)
+        return Episode(
+            self.support_x[sl],
+            self.support_y[sl],
+            self.query_x[sl],
+            self.query_y[sl],
+            None if self.classes is None else self.classes[sl],
+            {k: v[sl] for k, v in self.info.items()},
+        )
+
+    def unbatched(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(support_x, support_y, query_x, query_y)`` of a single-task episode, without ``T``."""
+        if self.num_tasks != 1:
+            raise ValueError(f"unbatched() needs a single task; this episode holds {self.num_tasks}: use task(i)")
+        return self.support_x[0], self.support_y[0], self.query_x[0], self.query_y[0]
+
+    def to(self, device: str | torch.device) -> Episode:
+        move = {k: v.to(device) for k, v in self.info.items()}
+        return replace(
+            self,
+            support_x=self.support_x.to(device),
+            support_y=self.support_y.to(device),
+            query_x=self.query_x.to(device),
+            query_y=self.query_y.to(device),
+            classes=None if self.classes is None else self.classes.to(device),
+            info=move,
+        )
+
+
+def _check_positive(name: str, value: int, allow_zero: bool = False) -> int:
+    low = 0 if allow_zero else 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}; got {value!r}")
+    return value
+
+
+class EpisodeSampler:
+    """Seeded N-way K-shot Q-query sampler over a labelled tensor dataset.
+
+    Args:
+        x: ``(num_samples, ...)`` examples (any trailing shape), or ``(classes, per_class, ...)``
+            when ``y`` is ``None``.
+        y: ``(num_samples,)`` integer class labels, or ``None`` for the grouped form above.
+        ways, shots, queries: ``N``, ``K`` and ``Q``.
+        seed: seed of the sampler's own generator: the same seed gives the same episodes.
+        device: where episodes are returned (default: the device of ``x``).
+
+    Classes may have different numbers of examples; a class with fewer than ``K + Q`` is never
+    drawn.  Example::
+
+        sampler = EpisodeSampler(omniglot_split("test").images, ways=5, shots=1, queries=15)
+        episode = sampler.sample(tasks=32)          # support_x: (32, 5, 1, 28, 28)
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None = None,
+        ways: int = 5,
+        shots: int = 1,
+        queries: int = 15,
+        seed: int = 0,
+        device: str | torch.device | None = None,
+    ) -> None:
+        self.ways = _check_positive("ways", ways)
+        self.shots = _check_positive("shots", shots)
+        self.queries = _check_positive("queries", queries, allow_zero=True)
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"x must be a torch.Tensor; got {type(x).__name__}")
+        if y is None:
+            if x.dim() < 2:
+                raise ValueError(
+                    f"without labels, x must be grouped as (classes, per_class, ...); got shape {tuple(x.shape)}"
+                )
+            n_cls, per = x.shape[:2]
+            self.data = x.reshape(n_cls * per, *x.shape[2:])
+            table = torch.arange(n_cls * per).reshape(n_cls, per)
+            counts = torch.full((n_cls,), per)
+            self.class_ids = torch.arange(n_cls)
+        else:
+            y = torch.as_tensor(y)
+            if y.dim() != 1 or y.shape[0] != x.shape[0]:
+                raise ValueError(
+                    f"y must be 1-D with one label per example: x has {x.shape[0]} examples, "
+                    f"y has shape {tuple(y.shape)}"
+                )
+            if y.dtype.is_floating_point or y.dtype == torch.bool:
+                raise ValueError(f"y must hold integer class labels; got dtype {y.dtype}")
+            self.data = x
+            self.class_ids, inverse, counts = torch.unique(y.cpu(), return_inverse=True, return_counts=True)
+            order = torch.argsort(inverse, stable=True)
+            per = int(counts.max()) if len(counts) else 0
+            starts = torch.cumsum(counts, 0) - counts
+            col = torch.arange(len(order)) - starts[inverse[order]]
+            table = torch.zeros(len(counts), per, dtype=torch.long)
+            table[inverse[order], col] = order
+        need = self.shots + self.queries
+        eligible = counts >= need
+        n_classes = len(counts)
+        if self.ways > n_classes:
+            raise ValueError(
+                f"ways={self.ways} is larger than the {n_classes} classes available; "
+                f"use ways <= {n_classes} or a dataset with more classes"
+            )
+        if int(eligible.sum()) < self.ways:
+            most = int(counts.max()) if n_classes else 0
+            raise ValueError(
+                f"shots + queries = {self.shots} + {self.queries} = {need} is more than the samples "
+                f"per class (at most {most}; {int(eligible.sum())} classes have {need}); "
+                f"lower shots or queries so that shots + queries <= {most}"
+            )
+        self._table = table[eligible]
+        self._counts = counts[eligible]
+        self._classes = self.class_ids[eligible]
+        self.device = resolve_device(device, self.data)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def num_classes(self) -> int:
+        """Classes with at least ``shots + queries`` examples."""
+        return len(self._counts)
+
+    def sample_indices(self, tasks: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``tasks`` episodes' indices into ``x``: ``((T, N, K+Q), classes (T, N))``."""
+        _check_positive("tasks", tasks)
+        g = self.generator
+        n, need = self.ways, self.shots + self.queries
+        cls = torch.rand(tasks, self.num_classes, generator=g).argsort(dim=1)[:, :n]
+        counts = self._counts[cls]  # (T, N)
+        keys = torch.rand(tasks, n, self._table.shape[1], generator=g)
+        keys[torch.arange(self._table.shape[1]) >= counts.unsqueeze(-1)] = 2.0  # never pick padding
+        pick = keys.argsort(dim=-1)[..., :need]  # (T, N, K+Q), distinct within a class
+        return self._table[cls.unsqueeze(-1), pick], self._classes[cls]
+
+    def sample(self, tasks: int = 1) -> Episode:
+        """A meta-batch of ``tasks`` episodes on ``self.device``."""
+        idx, classes = self.sample_indices(tasks)
+        t, n, k = tasks, self.ways, self.shots
+        if self.data.device != torch.device("cpu"):
+            idx = idx.to(self.data.device)
+        x = self.data[idx.reshape(-1)].reshape(t, n, k + self.queries, *self.data.shape[1:])
+        labels = torch.arange(n, device=x.device).view(1, n, 1)
+        sy = labels.expand(t, n, k).reshape(t, n * k)
+        qy = labels.expand(t, n, self.queries).reshape(t, n * self.queries)
+        ep = Episode(
+            x[:, :, :k].reshape(t, n * k, *x.shape[3:]),
+            sy,
+            x[:, :, k:].reshape(t, n * self.queries, *x.shape[3:]),
+            qy,
+            classes,
+        )
+        return ep if ep.support_x.device == self.device else ep.to(self.device)
+
+    def __iter__(self) -> Iterator[Episode]:
+        """Endless single-task episodes."""
+        while True:
+            yield self.sample(1)

@@ -1,0 +1,90 @@
+"""Accuracy over many test episodes, reported as mean +- 95% confidence interval."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from scipy import stats
+
+from .episodes import EpisodeSampler
+from .fewshot import FewShotClassifier
+
+
+def mean_ci(values: torch.Tensor | list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Mean and half-width of its ``confidence`` interval (Student t, ``n - 1`` degrees of freedom).
+
+    ``half_width = t_{(1+c)/2, n-1} * s / sqrt(n)`` with ``s`` the sample standard deviation;
+    for 600 episodes ``t`` is 1.964, close to the normal 1.96.
+    """
+    v = torch.as_tensor(values, dtype=torch.float64).flatten()
+    if v.numel() == 0:
+        raise ValueError("mean_ci needs at least one value")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be between 0 and 1 (e.g. 0.95); got {confidence}")
+    n = v.numel()
+    mean = float(v.mean())
+    if n == 1:
+        return mean, math.inf
+    t = float(stats.t.ppf((1.0 + confidence) / 2.0, n - 1))
+    return mean, t * float(v.std(unbiased=True)) / math.sqrt(n)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Per-episode accuracies and their summary (fractions in ``[0, 1]``)."""
+
+    accuracies: torch.Tensor
+    ways: int
+    shots: int
+    queries: int
+
+    @property
+    def mean(self) -> float:
+        return mean_ci(self.accuracies)[0]
+
+    @property
+    def ci95(self) -> float:
+        return mean_ci(self.accuracies)[1]
+
+    def __str__(self) -> str:
+        return (
+            f"{100 * self.mean:.2f} ± {100 * self.ci95:.2f} % "
+            f"({self.ways}-way {self.shots}-shot, {len(self.accuracies)} episodes)"
+        )
+
+
+def evaluate(
+    classifier: FewShotClassifier,
+    data: torch.Tensor,
+    ways: int = 5,
+    shots: int = 1,
+    queries: int = 15,
+    episodes: int = 600,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+) -> EvalResult:
+    """Accuracy of ``classifier`` over ``episodes`` seeded test episodes.
+
+    Args:
+        classifier: anything implementing :class:`FewShotClassifier`.
+        data: grouped images ``(classes, per_class, C, H, W)``, e.g. ``omniglot_split("test").images``.
+        ways, shots, queries: the task shape.
+        episodes: number of tasks (>= 600 for the numbers we report).
+        seed: sampling seed; every method evaluated with the same seed sees the same tasks.
+        device: where the tasks are sent (default: the device of ``data``).
+    """
+    if not isinstance(classifier, FewShotClassifier):
+        raise ValueError(
+            f"{type(classifier).__name__} is not a few-shot classifier: it needs "
+            "logits(support_x, support_y, query_x) and predict(...) (see metalearn_lite.fewshot)"
+        )
+    if queries < 1:
+        raise ValueError(f"evaluation needs queries >= 1 to score; got {queries}")
+    sampler = EpisodeSampler(data, ways=ways, shots=shots, queries=queries, seed=seed, device=device)
+    accs = torch.empty(episodes, dtype=torch.float64)
+    for i in range(episodes):
+        sx, sy, qx, qy = sampler.sample(1).unbatched()
+        accs[i] = (classifier.predict(sx, sy, qx) == qy).double().mean().cpu()
+    return EvalResult(accs, ways, shots, queries)

@@ -1,0 +1,74 @@
+"""The contract every few-shot classification method keeps.
+
+A method is given one task: a labelled support set and unlabelled queries.  Whatever it does
+inside (average embeddings, take gradient steps, write to a memory), it answers the same two calls:
+
+* ``logits(support_x, support_y, query_x)`` -> ``(Q, N)`` scores, column ``j`` for the ``j``-th
+  smallest label in ``support_y``;
+* ``predict(support_x, support_y, query_x)`` -> ``(Q,)`` labels taken from ``support_y``'s values.
+
+Labels may be any integers (``[3, 3, 7, 7]`` is a 2-way 2-shot support set), and any N and K work.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class FewShotClassifier(Protocol):
+    """Anything that classifies queries from a labelled support set (see the module docstring)."""
+
+    def logits(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
+        """``(S, ...)``, ``(S,)``, ``(Q, ...)`` -> ``(Q, N)`` class scores."""
+        ...
+
+    def predict(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
+        """``(S, ...)``, ``(S,)``, ``(Q, ...)`` -> ``(Q,)`` predicted labels from ``support_y``."""
+        ...
+
+
+def check_task(
+    support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate one task and relabel its support set.
+
+    Returns:
+        ``classes`` ``(N,)``: the distinct support labels in increasing order, and
+        ``targets`` ``(S,)``: each support label's position in ``classes`` (``0..N-1``).
+    """
+    for name, t in (("support_x", support_x), ("support_y", support_y), ("query_x", query_x)):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor; got {type(t).__name__}")
+    if support_x.dim() < 1 or support_x.shape[0] == 0:
+        raise ValueError("the support set is empty: give at least one labelled example per class")
+    if support_y.dim() != 1 or support_y.shape[0] != support_x.shape[0]:
+        raise ValueError(
+            f"support_y must be 1-D with one label per support example: support_x has "
+            f"{support_x.shape[0]} examples, support_y has shape {tuple(support_y.shape)}. "
+            "For a meta-batch from EpisodeSampler, pass one task: episode.task(i).unbatched()"
+        )
+    if support_y.dtype.is_floating_point or support_y.dtype == torch.bool:
+        raise ValueError(f"support_y must hold integer labels; got dtype {support_y.dtype}")
+    if query_x.shape[1:] != support_x.shape[1:]:
+        raise ValueError(
+            f"query_x examples have shape {tuple(query_x.shape[1:])} but support_x examples have "
+            f"{tuple(support_x.shape[1:])}: both must be (count, *example_shape)"
+        )
+    if not support_x.dtype.is_floating_point or not query_x.dtype.is_floating_point:
+        raise ValueError(
+            f"support_x and query_x must be floating point; got {support_x.dtype} and {query_x.dtype}. "
+            "Convert with .float()"
+        )
+    classes, targets = torch.unique(support_y, sorted=True, return_inverse=True)
+    return classes, targets
+
+
+class FewShotMixin:
+    """Gives a class with ``logits`` the matching ``predict``."""
+
+    def predict(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
+        classes, _ = check_task(support_x, support_y, query_x)
+        return classes[self.logits(support_x, support_y, query_x).argmax(dim=-1)]

@@ -1,0 +1,53 @@
+"""Automatic checks for the lessons' exercises.
+
+Each ``check_*`` function takes the reader's function, tries it on cases with known answers, and
+returns ``True`` after printing a confirmation, or ``False`` after printing what was wrong and a
+hint.  With ``strict=True`` a wrong answer raises :class:`CheckFailed` instead (the tests use this).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+class CheckFailed(AssertionError):
+    """A reader's answer did not pass; the message says what was wrong."""
+
+
+def report(check: Callable[[Any], str], answer: Any, strict: bool = False) -> bool:
+    """Run ``check(answer)``; print its success message or the reason it failed."""
+    try:
+        message = check(answer)
+    except CheckFailed as err:
+        if strict:
+            raise
+        print(f"Not yet: {err}")
+        return False
+    except Exception as err:  # the reader's code raised: show it as feedback, not a crash
+        if strict:
+            raise CheckFailed(f"your function raised {type(err).__name__}: {err}") from err
+        print(f"Not yet: your function raised {type(err).__name__}: {err}")
+        return False
+    print(f"Correct! {message}")
+    return True
+
+
+def _episode_sizes(fn: Callable[[int, int, int], tuple[int, int]]) -> str:
+    for ways, shots, queries in [(5, 1, 15), (20, 5, 5), (3, 2, 0)]:
+        got = fn(ways, shots, queries)
+        want = (ways * shots, ways * queries)
+        if got is None:
+            raise CheckFailed("your function returned None: return a pair (support images, query images)")
+        if tuple(got) != want:
+            raise CheckFailed(
+                f"for a {ways}-way {shots}-shot task with {queries} queries per class you returned {tuple(got)}, "
+                f"but it holds {want}. Hint: every one of the {ways} classes contributes shots support "
+                "and queries query images"
+            )
+    return "a task holds ways x shots support images and ways x queries query images."
+
+
+def check_episode_sizes(fn: Callable[[int, int, int], tuple[int, int]], strict: bool = False) -> bool:
+    """Lesson 00: ``fn(ways, shots, queries) -> (support images, query images)``."""
+    return report(_episode_sizes, fn, strict)

@@ -1,0 +1,55 @@
+"""Figures shared by the lessons."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+
+from ..episodes import Episode
+
+
+def show_episode(episode: Episode, task: int = 0, max_queries: int = 5, title: str | None = None) -> Figure:
+    """Draw one task: a row per class, its support images then (after a gap) its queries.
+
+    Args:
+        episode: a meta-batch from :class:`~metalearn_lite.episodes.EpisodeSampler` (images).
+        task: which task of the meta-batch.
+        max_queries: at most this many queries per class are drawn.
+    """
+    sx, sy, qx, qy = episode.task(task).unbatched()
+    ways = int(sy.max()) + 1
+    shots = sx.shape[0] // ways
+    queries = min(qx.shape[0] // ways, max_queries)
+    cols = shots + 1 + queries
+    fig, axes = plt.subplots(ways, cols, figsize=(0.9 * cols, 0.95 * ways), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for c in range(ways):
+        sup = sx[sy == c].cpu()
+        qry = qx[qy == c].cpu()[:queries]
+        for j in range(shots):
+            axes[c, j].imshow(sup[j, 0], cmap="gray_r", vmin=0, vmax=1)
+        for j in range(queries):
+            axes[c, shots + 1 + j].imshow(qry[j, 0], cmap="gray_r", vmin=0, vmax=1)
+        axes[c, 0].text(-4, 14, str(c), ha="right", va="center", fontsize=10)
+    axes[0, 0].set_title("support", fontsize=9, loc="left")
+    if queries:
+        axes[0, shots + 1].set_title("query", fontsize=9, loc="left")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def image_grid(images: torch.Tensor, cols: int = 10, scale: float = 0.8) -> Figure:
+    """``(B, 1, H, W)`` images on a grid."""
+    n = images.shape[0]
+    rows = max(1, -(-n // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(scale * cols, scale * rows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(images[i, 0].cpu(), cmap="gray_r", vmin=0, vmax=1)
+    fig.tight_layout()
+    return fig

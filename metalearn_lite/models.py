@@ -1,0 +1,153 @@
+"""The two backbones every lesson uses: Conv-4 for images and an MLP for regression.
+
+Normalisation is a choice, named explicitly, because it changes what "evaluating on a task" means:
+
+* ``norm="batch"`` normalises every forward pass with the statistics of the batch it is given,
+  in training *and* evaluation, and keeps no running statistics.  This is what MAML's reference
+  code did.  At test time the statistics come from the support or query batch itself, so the
+  prediction for one query depends on the other queries in the batch: evaluation is
+  *transductive*.  It is the right choice when training and test batches are alike (episodes of
+  the same shape), and it makes reported accuracies depend on the query batch size.
+* ``norm="running"`` is ordinary batch norm: batch statistics while training, running averages in
+  ``eval()`` mode.  Each query is then classified on its own (inductive), but the running averages
+  come from the training classes and can be off for new ones.
+* ``norm="none"`` removes normalisation.
+
+``norm="batch"`` is written out from mean and variance operations rather than calling
+``torch.nn.functional.batch_norm``: its second derivatives stay exact under ``torch.func.vmap``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+NORMS = ("batch", "running", "none")
+
+
+class BatchStatNorm2d(nn.Module):
+    """Batch normalisation that always uses the current batch's statistics (no running stats).
+
+    ``y = gamma * (x - mean_b) / sqrt(var_b + eps) + beta`` with the mean and biased variance
+    taken over the batch and spatial dimensions of ``x`` ``(B, C, H, W)``.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(0, 2, 3), keepdim=True)
+        var = ((x - mean) ** 2).mean(dim=(0, 2, 3), keepdim=True)
+        x_hat = (x - mean) * torch.rsqrt(var + self.eps)
+        return x_hat * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+def _norm_layer(norm: str, channels: int) -> nn.Module:
+    if norm == "batch":
+        return BatchStatNorm2d(channels)
+    if norm == "running":
+        return nn.BatchNorm2d(channels)
+    if norm == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {norm!r}; choose one of {list(NORMS)} (see metalearn_lite.models)")
+
+
+def check_images(x: torch.Tensor, channels: int, name: str = "images") -> None:
+    """Raise a clear ``ValueError`` unless ``x`` is a float batch ``(B, channels, H, W)``."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
+    if x.dim() != 4 or x.shape[1] != channels:
+        raise ValueError(
+            f"{name} must have shape (batch, {channels}, height, width); got {tuple(x.shape)}. "
+            "A single image needs a batch dimension: x.unsqueeze(0)"
+        )
+    if not x.dtype.is_floating_point:
+        raise ValueError(
+            f"{name} must be floating point with strokes near 1.0 on 0.0; got dtype {x.dtype}. "
+            "Convert with x.float() (and divide by 255 if it holds 0..255 bytes)"
+        )
+
+
+class Conv4(nn.Module):
+    """Four blocks of [3x3 conv with ``hidden`` filters, norm, ReLU, 2x2 max-pool].
+
+    Args:
+        in_channels: image channels (1 for Omniglot).
+        hidden: filters per block (64 in the papers).
+        norm: ``"batch"``, ``"running"`` or ``"none"`` (module docstring says why it matters).
+        out_features: add a linear head with this many outputs; ``None`` returns the flattened
+            embedding (64 features for 28x28 inputs).
+        image_size: input side the linear head is sized for (only used with ``out_features``).
+
+    Input ``(B, in_channels, H, W)`` float; output ``(B, features)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        hidden: int = 64,
+        norm: str = "batch",
+        out_features: int | None = None,
+        image_size: int = 28,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for _ in range(4):
+            layers += [
+                nn.Conv2d(channels, hidden, 3, padding=1),
+                _norm_layer(norm, hidden),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            ]
+            channels = hidden
+        self.in_channels, self.hidden, self.norm = in_channels, hidden, norm
+        self.features = nn.Sequential(*layers)
+        self.head = None if out_features is None else nn.Linear(self.embedding_dim(image_size), out_features)
+        self.out_features = out_features
+
+    def embedding_dim(self, image_size: int = 28) -> int:
+        """Length of the flattened embedding for ``image_size`` x ``image_size`` inputs."""
+        side = image_size
+        for _ in range(4):
+            side //= 2
+        if side < 1:
+            raise ValueError(f"images of side {image_size} are too small for 4 poolings; use >= 16 pixels")
+        return self.hidden * side * side
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` -> ``(B, embedding_dim)``."""
+        check_images(x, self.in_channels)
+        if min(x.shape[-2:]) < 16:
+            raise ValueError(f"images must be at least 16x16 for Conv-4's 4 poolings; got {tuple(x.shape[-2:])}")
+        return self.features(x).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.embed(x)
+        return z if self.head is None else self.head(z)
+
+
+class MLP(nn.Module):
+    """Fully connected ReLU network: ``in_features -> hidden... -> out_features``.
+
+    The default is the 40-40 regressor of the MAML sinusoid experiments.
+    Input ``(B, in_features)``; output ``(B, out_features)``.
+    """
+
+    def __init__(self, in_features: int = 1, hidden: tuple[int, ...] = (40, 40), out_features: int = 1) -> None:
+        super().__init__()
+        sizes = [in_features, *hidden]
+        layers: list[nn.Module] = []
+        for a, b in zip(sizes, sizes[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        layers.append(nn.Linear(sizes[-1], out_features))
+        self.in_features, self.hidden, self.out_features = in_features, tuple(hidden), out_features
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 2 or x.shape[-1] != self.in_features:
+            raise ValueError(f"MLP input must be (batch, {self.in_features}); got {tuple(x.shape)}")
+        return self.net(x)

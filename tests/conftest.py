@@ -1,0 +1,47 @@
+"""Shared fixtures: a private decoding cache for the whole session, and Omniglot loaded once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+OMNIGLOT_DIR = REPO / "data" / "omniglot"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Point METALEARN_LITE_CACHE at a fresh temporary folder so no test touches ~/.cache."""
+    folder = tmp_path_factory.mktemp("metalearn_cache")
+    old = os.environ.get("METALEARN_LITE_CACHE")
+    os.environ["METALEARN_LITE_CACHE"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("METALEARN_LITE_CACHE", None)
+    else:
+        os.environ["METALEARN_LITE_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def omniglot(private_cache: Path):
+    """All 242 characters at 28 px (decoded once, then from memory)."""
+    from metalearn_lite import load_omniglot
+
+    return load_omniglot()
+
+
+@pytest.fixture(scope="session")
+def test_split(private_cache: Path):
+    from metalearn_lite import omniglot_split
+
+    return omniglot_split("test")
+
+
+def find_drawing(data_images: torch.Tensor, image: torch.Tensor) -> tuple[int, int]:
+    """``(character, drawing)`` of the one drawing in ``(C, D, ...)`` equal to ``image``."""
+    hits = (data_images == image).flatten(2).all(-1).nonzero().tolist()
+    assert len(hits) >= 1, "image not found in the data"
+    return tuple(hits[0])
