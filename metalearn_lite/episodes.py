@@ -148,11 +148,12 @@ class EpisodeSampler:
                 f"use ways <= {n_classes} or a dataset with more classes"
             )
         if int(eligible.sum()) < self.ways:
-            most = int(counts.max()) if n_classes else 0
+            # the largest K + Q that still leaves `ways` classes to draw from
+            bound = int(counts.sort(descending=True).values[self.ways - 1])
             raise ValueError(
-                f"shots + queries = {self.shots} + {self.queries} = {need} is more than the samples "
-                f"per class (at most {most}; {int(eligible.sum())} classes have {need}); "
-                f"lower shots or queries so that shots + queries <= {most}"
+                f"shots + queries = {self.shots} + {self.queries} = {need} is more than the samples per class: "
+                f"only {int(eligible.sum())} of {n_classes} classes have {need} examples, and {self.ways}-way "
+                f"episodes need {self.ways} such classes; lower shots or queries so that shots + queries <= {bound}"
             )
         self._table = table[eligible]
         self._counts = counts[eligible]

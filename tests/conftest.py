@@ -11,6 +11,11 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 OMNIGLOT_DIR = REPO / "data" / "omniglot"
 
+# The tests use small tensors: one thread is as fast, and on a small or busy machine (2 cores
+# shared with other work) torch's multi-threaded small ops slow down by 10-100x from thread
+# oversubscription.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -159,7 +159,8 @@ def _zip_paths(root: str | os.PathLike | None) -> list[Path]:
         raise ValueError(
             f"Omniglot data not found: {missing} missing from {folder}. The zips ship in the "
             "repository's data/omniglot/ folder; put them back there (git checkout data/omniglot), "
-            "or point METALEARN_LITE_DATA (or root=) at a folder whose omniglot/ subfolder holds them."
+            "pass root= the folder that holds the two zips, or point METALEARN_LITE_DATA at a folder whose "
+            "omniglot/ subfolder holds them."
         )
     return paths
 
