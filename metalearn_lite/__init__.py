@@ -8,9 +8,12 @@ The public API::
         EpisodeSampler, Episode,   # N-way K-shot Q-query tasks as stacked tensors
         Conv4, MLP,                # backbones
         FewShotClassifier, evaluate, mean_ci,        # the contract and its measurement
+        load_pretrained, load_checkpoint,            # trained models
     )
 """
 
+from ._malloc import MALLOC_TUNED
+from .checkpoints import available_pretrained, load_checkpoint, load_pretrained
 from .datasets import ALPHABET_SPLITS, Omniglot, SinusoidTasks, load_omniglot, omniglot_split, read_image
 from .devices import default_device
 from .episodes import Episode, EpisodeSampler
@@ -22,6 +25,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ALPHABET_SPLITS",
+    "MALLOC_TUNED",
+    "available_pretrained",
+    "load_checkpoint",
+    "load_pretrained",
     "Conv4",
     "Episode",
     "EpisodeSampler",

@@ -1,20 +1,154 @@
-"""``python -m metalearn_lite``: train, evaluate and list models."""
+"""Train, evaluate and list few-shot models.
+
+  python -m metalearn_lite train protonet --out runs/protonet --steps 4000 --augment
+  python -m metalearn_lite evaluate protonet-omniglot --ways 20 --shots 1
+  python -m metalearn_lite list
+"""
 
 from __future__ import annotations
 
 import argparse
+import shlex
+import shutil
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from .algorithms import METHODS, build_method
+from .checkpoints import available_pretrained, checkpoint_dir, load_checkpoint, load_pretrained, read_checkpoint
+from .datasets import omniglot_split
+from .devices import default_device
+from .evaluation import evaluate
+from .training import TrainConfig, train
+
+HELP = {
+    "ways": "classes per training episode (N)",
+    "shots": "labelled support examples per class (K)",
+    "queries": "query examples per class (Q); ignored by siamese/triplet, which train on pairs",
+    "tasks": "episodes per optimisation step (meta-batch size)",
+    "steps": "optimisation steps",
+    "lr": "Adam learning rate",
+    "lr_decay": "multiply the learning rate by this ...",
+    "lr_decay_every": "... every this many steps (step decay)",
+    "weight_decay": "Adam weight decay",
+    "rotations": "add 90/180/270-degree rotations of the training characters as new classes",
+    "augment": "random affine distortion (rotation, shift, zoom, shear) of every training image",
+    "by": "split Omniglot by 'alphabet' (test alphabets unseen) or by 'character'",
+    "image_size": "image side in pixels",
+    "val_every": "validate on the meta-val alphabet every this many steps (keeps the best)",
+    "val_episodes": "validation episodes",
+    "val_ways": "ways of validation episodes",
+    "val_shots": "shots of validation episodes",
+    "save_every": "write the resumable last.pt every this many steps",
+    "time_limit_min": "stop (validating and saving) after this many minutes; 0 for no limit",
+    "seed": "seed of every random choice (episodes, augmentation, initialisation)",
+}
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("method", choices=sorted(METHODS), help="the method to train")
+    p.add_argument("--out", required=True, help="run folder for best.pt and the resumable last.pt")
+    p.add_argument("--save-as", help="when done, copy best.pt to this path (e.g. data/checkpoints/NAME.pt)")
+    p.add_argument("--device", help="cpu, cuda, mps (default: best available)")
+    p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("model")
+    g.add_argument("--hidden", type=int, default=64, help="Conv-4 filters per block")
+    g.add_argument("--norm", default="batch", choices=["batch", "running", "none"],
+                   help="Conv-4 normalisation: batch statistics always (transductive), running stats, or none")
+    g.add_argument("--distance", default="euclidean", choices=["euclidean", "cosine"], help="embedding distance")
+    g.add_argument("--margin", type=float, default=1.0, help="siamese/triplet: loss margin")
+    g.add_argument("--mining", default="batch_hard", choices=["batch_hard", "semi_hard", "all"],
+                   help="triplet: how triplets are mined in a batch")
+    g.add_argument("--classify", default="prototype", choices=["prototype", "neighbour"],
+                   help="siamese/triplet: classify by nearest class mean or nearest support example")
+    t = p.add_argument_group("training")
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        value = getattr(defaults, f.name)
+        if isinstance(value, bool):
+            t.add_argument(flag, action=argparse.BooleanOptionalAction, default=value,
+                           help=f"{HELP[f.name]} (default: {value})")
+        else:
+            t.add_argument(flag, type=type(value), default=value, help=f"{HELP[f.name]} (default: {value})")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m metalearn_lite", description=__doc__)
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser = argparse.ArgumentParser(
+        prog="python -m metalearn_lite", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_train_args(sub.add_parser("train", help="train a method on the meta-train alphabets"))
+    e = sub.add_parser("evaluate", help="accuracy over test episodes, mean ± 95%% CI")
+    e.add_argument("model", help="a checkpoint path or a pretrained name (see `list`)")
+    e.add_argument("--split", default="test", choices=["train", "val", "test"], help="Omniglot split (default test)")
+    e.add_argument("--ways", type=int, default=5, help="classes per episode (default 5)")
+    e.add_argument("--shots", type=int, default=1, help="support examples per class (default 1)")
+    e.add_argument("--queries", type=int, default=15, help="queries per class (default 15)")
+    e.add_argument("--episodes", type=int, default=600, help="test episodes (default 600)")
+    e.add_argument("--seed", type=int, default=0, help="episode seed (default 0: the same tasks for every method)")
+    e.add_argument("--device", help="cpu, cuda, mps (default: best available)")
+    sub.add_parser("list", help="the pretrained models and how each was trained")
     return parser
 
 
+def _train(args: argparse.Namespace, argv: list[str]) -> int:
+    model_keys = {"hidden": args.hidden, "norm": args.norm, "distance": args.distance}
+    if args.method in ("siamese", "triplet"):
+        model_keys.update(margin=args.margin, mining=args.mining, classify=args.classify)
+    method = build_method(args.method, **model_keys)
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    device = args.device or default_device()
+    command = "python -m metalearn_lite " + shlex.join(argv)
+    result = train(method, cfg, args.out, device=device, command=command, progress=not args.no_progress,
+                   resume=not args.no_resume)
+    print(f"{'stopped' if result.interrupted else 'finished'} at step {result.step}; "
+          f"best validation accuracy {100 * result.best_val:.2f} % -> {result.best_path}")
+    if args.save_as and not result.interrupted:
+        Path(args.save_as).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(result.best_path, args.save_as)
+        print(f"saved {args.save_as}")
+    return 130 if result.interrupted else 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    device = args.device or default_device()
+    if Path(args.model).suffix == ".pt" or Path(args.model).exists():
+        model = load_checkpoint(args.model, device=device)
+    else:
+        model = load_pretrained(args.model, device=device)
+    data = omniglot_split(args.split).images.to(device)
+    result = evaluate(model, data, ways=args.ways, shots=args.shots, queries=args.queries,
+                      episodes=args.episodes, seed=args.seed)
+    print(f"{args.model} on {args.split}: {result}")
+    return 0
+
+
+def _list() -> int:
+    names = available_pretrained()
+    if not names:
+        print(f"no pretrained models in {checkpoint_dir()}")
+    for name in names:
+        blob = read_checkpoint(checkpoint_dir() / f"{name}.pt")
+        print(f"{name}: {blob['method']} {blob['config']}\n    {blob.get('command', '')}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
+    try:
+        if args.command == "train":
+            return _train(args, argv)
+        if args.command == "evaluate":
+            return _evaluate(args)
+        if args.command == "list":
+            return _list()
+    except (ValueError, FloatingPointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    parser.print_help()
     return 0
+

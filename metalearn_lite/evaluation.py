@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -74,6 +75,9 @@ def evaluate(
         episodes: number of tasks (>= 600 for the numbers we report).
         seed: sampling seed; every method evaluated with the same seed sees the same tasks.
         device: where the tasks are sent (default: the device of ``data``).
+
+    A ``torch.nn.Module`` classifier is put in ``eval()`` mode for the evaluation and restored
+    after.  Autograd is off unless the classifier sets ``adapts_with_gradients = True``.
     """
     if not isinstance(classifier, FewShotClassifier):
         raise ValueError(
@@ -84,7 +88,17 @@ def evaluate(
         raise ValueError(f"evaluation needs queries >= 1 to score; got {queries}")
     sampler = EpisodeSampler(data, ways=ways, shots=shots, queries=queries, seed=seed, device=device)
     accs = torch.empty(episodes, dtype=torch.float64)
-    for i in range(episodes):
-        sx, sy, qx, qy = sampler.sample(1).unbatched()
-        accs[i] = (classifier.predict(sx, sy, qx) == qy).double().mean().cpu()
+    was_training = getattr(classifier, "training", None)
+    if was_training:
+        classifier.eval()  # type: ignore[attr-defined]
+    # Methods that adapt by gradient steps at test time say so; the rest run without autograd.
+    grad = getattr(classifier, "adapts_with_gradients", False)
+    try:
+        with nullcontext() if grad else torch.no_grad():
+            for i in range(episodes):
+                sx, sy, qx, qy = sampler.sample(1).unbatched()
+                accs[i] = (classifier.predict(sx, sy, qx) == qy).double().mean().cpu()
+    finally:
+        if was_training:
+            classifier.train()  # type: ignore[attr-defined]
     return EvalResult(accs, ways, shots, queries)

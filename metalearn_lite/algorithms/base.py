@@ -1,0 +1,37 @@
+"""What every trainable few-shot method shares: its config, its episodic loss, its classifier API."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..episodes import Episode
+from ..fewshot import FewShotMixin
+
+
+class EpisodicMethod(FewShotMixin, nn.Module):
+    """Base of the trainable methods.
+
+    A subclass sets ``name`` (the registry key), stores the keyword arguments that rebuild it in
+    ``self.config`` (plain JSON values: checkpoints carry them), and implements
+
+    * ``loss(episode) -> (loss, accuracy)`` on a training meta-batch, and
+    * ``logits(support_x, support_y, query_x)`` for one task (:class:`FewShotClassifier`).
+
+    ``queries_needed`` says whether its training episodes need query examples.
+    """
+
+    name: ClassVar[str] = ""
+    queries_needed: ClassVar[bool] = True
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__()
+        self.config = dict(config)
+
+    def loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.config.items())

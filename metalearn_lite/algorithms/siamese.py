@@ -1,0 +1,93 @@
+"""Embeddings trained with a pairwise (Siamese, contrastive) or triplet loss.
+
+Training batches hold ``P`` classes x ``K`` examples (episodes with ``queries=0``); the loss uses
+every pair (:func:`~metalearn_lite.algorithms.metric.contrastive_loss`) or mined triplet
+(:func:`~metalearn_lite.algorithms.metric.triplet_loss`) in the batch.  As a few-shot classifier
+the embedding labels a query by its nearest class mean (``classify="prototype"``) or its nearest
+support example (``classify="neighbour"``), under the same distance it was trained with.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..episodes import Episode
+from ..fewshot import check_task
+from ..models import Conv4
+from .base import EpisodicMethod
+from .distances import DISTANCES, pairwise_distance
+from .metric import MINING, contrastive_loss, triplet_loss
+from .protonet import prototypes
+
+CLASSIFY = ("prototype", "neighbour")
+
+
+class MetricEmbedding(EpisodicMethod):
+    """Conv-4 embedding (L2-normalised for ``distance="cosine"``) trained by a metric loss."""
+
+    queries_needed = False
+
+    def __init__(
+        self,
+        hidden: int = 64,
+        norm: str = "batch",
+        distance: str = "euclidean",
+        margin: float = 1.0,
+        mining: str = "batch_hard",
+        classify: str = "prototype",
+        in_channels: int = 1,
+    ):
+        super().__init__(
+            hidden=hidden, norm=norm, distance=distance, margin=margin, mining=mining, classify=classify,
+            in_channels=in_channels,
+        )
+        for name, value, allowed in (("distance", distance, DISTANCES), ("mining", mining, MINING),
+                                     ("classify", classify, CLASSIFY)):
+            if value not in allowed:
+                raise ValueError(f"unknown {name} {value!r}; choose one of {list(allowed)}")
+        self.encoder = Conv4(in_channels, hidden, norm)
+        self.distance, self.margin, self.mining, self.classify = distance, margin, mining, classify
+
+    def metric_loss(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
+        x = episode.support_x.flatten(0, 1)
+        t, s = episode.support_y.shape
+        y = (episode.support_y + (torch.arange(t, device=x.device) * s).unsqueeze(1)).flatten()
+        z = self.encoder(x)
+        loss = self.metric_loss(z, y)
+        with torch.no_grad():  # leave-one-out nearest-neighbour accuracy within the batch
+            d = pairwise_distance(z, z, self.distance)
+            d.fill_diagonal_(float("inf"))
+            acc = (y[d.argmin(1)] == y).float().mean()
+        return loss, acc
+
+    def logits(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
+        """One task: ``(S, C, H, W), (S,), (Q, C, H, W) -> (Q, N)`` negative distances."""
+        classes, targets = check_task(support_x, support_y, query_x)
+        z = self.encoder(torch.cat([support_x, query_x]))
+        zs, zq = z[: len(support_x)], z[len(support_x) :]
+        if self.classify == "prototype":
+            return -pairwise_distance(zq, prototypes(zs[None], targets[None], len(classes))[0], self.distance)
+        d = pairwise_distance(zq, zs, self.distance)  # (Q, S)
+        mask = targets.unsqueeze(0) == torch.arange(len(classes), device=d.device).unsqueeze(1)  # (N, S)
+        return -torch.where(mask.unsqueeze(0), d.unsqueeze(1), torch.full_like(d.unsqueeze(1), float("inf"))).amin(-1)
+
+
+class SiameseNet(MetricEmbedding):
+    """Siamese network: contrastive loss over every pair in the batch (Hadsell et al. 2006)."""
+
+    name = "siamese"
+
+    def metric_loss(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return contrastive_loss(z, y, self.margin, self.distance)
+
+
+class TripletNet(MetricEmbedding):
+    """Triplet network with batch-hard or semi-hard mining (Schroff et al. 2015; Hermans et al. 2017)."""
+
+    name = "triplet"
+
+    def metric_loss(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return triplet_loss(z, y, self.margin, self.mining, self.distance)

@@ -1,0 +1,201 @@
+"""The one episodic trainer every method uses.
+
+``train(method, config, out_dir)`` samples meta-batches of training episodes from the meta-train
+alphabets, optimises ``method.loss`` with Adam and step decay, validates on the meta-val alphabet
+every ``val_every`` steps, and keeps two checkpoints in ``out_dir``:
+
+* ``best.pt``: the weights with the best validation accuracy so far;
+* ``last.pt``: the complete training state (weights, optimiser, schedule, sampler and RNG
+  states, history), written every ``save_every`` steps and when training is interrupted.
+
+Calling ``train`` again with the same ``out_dir`` resumes from ``last.pt`` and continues with
+exactly the episodes an uninterrupted run would have seen.  Ctrl-C saves ``last.pt`` and returns.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from .algorithms import EpisodicMethod
+from .augment import random_affine
+from .checkpoints import read_checkpoint, save_checkpoint
+from .datasets import omniglot_split
+from .devices import resolve_device
+from .episodes import Episode, EpisodeSampler
+from .evaluation import evaluate
+
+
+@dataclass
+class TrainConfig:
+    """Everything that shapes a training run (stored in every checkpoint)."""
+
+    ways: int = 20
+    shots: int = 5
+    queries: int = 5
+    tasks: int = 1  # episodes per optimisation step (meta-batch)
+    steps: int = 2000
+    lr: float = 1e-3
+    lr_decay: float = 0.5
+    lr_decay_every: int = 1000
+    weight_decay: float = 0.0
+    rotations: bool = True
+    augment: bool = False
+    by: str = "alphabet"
+    image_size: int = 28
+    val_every: int = 250
+    val_episodes: int = 200
+    val_ways: int = 5
+    val_shots: int = 1
+    save_every: int = 250
+    time_limit_min: float = 0.0  # stop after this many minutes (0: no limit)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("ways", "shots", "tasks", "steps", "lr_decay_every", "val_every", "save_every", "val_episodes"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int; got {v!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0; got {self.lr}")
+
+
+@dataclass
+class TrainResult:
+    """What a training run left behind."""
+
+    out_dir: Path
+    step: int
+    best_val: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def best_path(self) -> Path:
+        return self.out_dir / "best.pt"
+
+
+def _rng_state(sampler: EpisodeSampler, aug: torch.Generator) -> dict[str, torch.Tensor]:
+    return {"sampler": sampler.generator.get_state(), "augment": aug.get_state(), "torch": torch.get_rng_state()}
+
+
+def train(
+    method: EpisodicMethod,
+    config: TrainConfig | None = None,
+    out_dir: str | Path = "runs/default",
+    device: str | torch.device | None = None,
+    command: str = "",
+    progress: bool = True,
+    resume: bool = True,
+) -> TrainResult:
+    """Train ``method`` episodically (see the module docstring).
+
+    Args:
+        method: the model to train (updated in place; ends holding the *last* weights, while
+            ``out_dir/best.pt`` holds the best validated ones).
+        config: the run's settings.
+        out_dir: where ``best.pt`` and ``last.pt`` go.
+        device: where to train (default: the method's current device).
+        command: the command line that started the run, recorded in the checkpoints.
+        progress: show a ``tqdm`` bar (a widget in Jupyter, text in a terminal).
+        resume: continue from ``out_dir/last.pt`` if it exists.
+    """
+    cfg = config or TrainConfig()
+    out = Path(out_dir)
+    device = resolve_device(device, next(method.parameters()))
+    method.to(device)
+    torch.manual_seed(cfg.seed)
+
+    train_data = omniglot_split("train", size=cfg.image_size, by=cfg.by, rotations=cfg.rotations, seed=cfg.seed)
+    val_data = omniglot_split("val", size=cfg.image_size, by=cfg.by, seed=cfg.seed).images.to(device)
+    queries = cfg.queries if method.queries_needed else 0
+    sampler = EpisodeSampler(train_data.images.to(device), ways=cfg.ways, shots=cfg.shots, queries=queries,
+                             seed=cfg.seed)
+    aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    opt = torch.optim.Adam(method.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
+    step, best_val, history = 0, -math.inf, []
+
+    last = out / "last.pt"
+    if resume and last.exists():
+        blob = read_checkpoint(last)
+        if blob.get("method") != method.name or blob.get("config") != method.config:
+            raise ValueError(
+                f"{last} belongs to a different run ({blob.get('method')} {blob.get('config')}); "
+                "choose another out_dir, or pass resume=False to start over (it will be overwritten)"
+            )
+        method.load_state_dict(blob["state_dict"])
+        opt.load_state_dict(blob["optimizer"])
+        sched.load_state_dict(blob["scheduler"])
+        step, best_val, history = blob["step"], blob["best_val"], blob["history"]
+        sampler.generator.set_state(blob["rng"]["sampler"])
+        aug_gen.set_state(blob["rng"]["augment"])
+        torch.set_rng_state(blob["rng"]["torch"])
+
+    def save(path: Path, training_state: bool) -> None:
+        extra: dict[str, Any] = {"train_config": asdict(cfg), "command": command, "seed": cfg.seed,
+                                 "step": step, "best_val": best_val, "history": history}
+        if training_state:
+            extra.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(), rng=_rng_state(sampler, aug_gen))
+        save_checkpoint(path, method, **extra)
+
+    def batch() -> Episode:
+        ep = sampler.sample(cfg.tasks)
+        if not cfg.augment:
+            return ep
+        # one distortion per image: support and query drawings of a class are distorted independently
+        sx = random_affine(ep.support_x.flatten(0, 1), aug_gen).view_as(ep.support_x)
+        qx = ep.query_x if queries == 0 else random_affine(ep.query_x.flatten(0, 1), aug_gen).view_as(ep.query_x)
+        return Episode(sx, ep.support_y, qx, ep.query_y, ep.classes)
+
+    start = time.monotonic()
+    interrupted = False
+    method.train()
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=method.name, dynamic_ncols=True)
+    run_loss = run_acc = None
+    try:
+        while step < cfg.steps:
+            loss, acc = method.loss(batch())
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"the training loss became {loss.item()} at step {step + 1}; lower the learning rate "
+                    f"(now {sched.get_last_lr()[0]:g}) or resume from {last} with a smaller one"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            lv, av = loss.item(), acc.item()
+            run_loss = lv if run_loss is None else 0.95 * run_loss + 0.05 * lv
+            run_acc = av if run_acc is None else 0.95 * run_acc + 0.05 * av
+            bar.update(1)
+            bar.set_postfix(loss=f"{run_loss:.3f}", acc=f"{run_acc:.3f}")
+            over_time = cfg.time_limit_min > 0 and time.monotonic() - start > 60 * cfg.time_limit_min
+            if step % cfg.val_every == 0 or step == cfg.steps or over_time:
+                val = evaluate(method, val_data, ways=cfg.val_ways, shots=cfg.val_shots, queries=15,
+                               episodes=cfg.val_episodes, seed=12345)
+                method.train()
+                history.append({"step": step, "loss": run_loss, "acc": run_acc, "val_acc": val.mean,
+                                "minutes": (time.monotonic() - start) / 60})
+                bar.set_postfix(loss=f"{run_loss:.3f}", acc=f"{run_acc:.3f}", val=f"{val.mean:.3f}")
+                if val.mean > best_val:
+                    best_val = val.mean
+                    save(out / "best.pt", training_state=False)
+            if step % cfg.save_every == 0 or step == cfg.steps or over_time:
+                save(last, training_state=True)
+            if over_time:
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+        save(last, training_state=True)
+        print(f"\ninterrupted at step {step}: state saved to {last}; run again to resume")
+    finally:
+        bar.close()
+    return TrainResult(out, step, best_val, history, interrupted)
