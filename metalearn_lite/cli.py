@@ -14,6 +14,8 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+import torch
+
 from .algorithms import METHODS, build_method
 from .checkpoints import available_pretrained, checkpoint_dir, load_checkpoint, load_pretrained, read_checkpoint
 from .datasets import omniglot_split
@@ -97,6 +99,7 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     model_keys = {"hidden": args.hidden, "norm": args.norm, "distance": args.distance}
     if args.method in ("siamese", "triplet"):
         model_keys.update(margin=args.margin, mining=args.mining, classify=args.classify)
+    torch.manual_seed(args.seed)  # the initial weights follow --seed too
     method = build_method(args.method, **model_keys)
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     device = args.device or default_device()

@@ -138,11 +138,12 @@ def train(
         aug_gen.set_state(blob["rng"]["augment"])
         torch.set_rng_state(blob["rng"]["torch"])
 
-    def save(path: Path, training_state: bool) -> None:
+    def save(path: Path, training_state: bool, rng: dict[str, torch.Tensor] | None = None) -> None:
         extra: dict[str, Any] = {"train_config": asdict(cfg), "command": command, "seed": cfg.seed,
                                  "step": step, "best_val": best_val, "history": history}
         if training_state:
-            extra.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(), rng=_rng_state(sampler, aug_gen))
+            rng = rng or _rng_state(sampler, aug_gen)
+            extra.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(), rng=rng)
         save_checkpoint(path, method, **extra)
 
     def batch() -> Episode:
@@ -159,8 +160,12 @@ def train(
     method.train()
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=method.name, dynamic_ncols=True)
     run_loss = run_acc = None
+    rng_before, step_started = None, False
     try:
         while step < cfg.steps:
+            # the random state before this step's draws: an interrupt inside the step saves this one,
+            # so the resumed run draws the same episode again
+            rng_before, step_started = _rng_state(sampler, aug_gen), True
             loss, acc = method.loss(batch())
             if not torch.isfinite(loss):
                 raise FloatingPointError(
@@ -172,6 +177,7 @@ def train(
             opt.step()
             sched.step()
             step += 1
+            step_started = False
             lv, av = loss.item(), acc.item()
             run_loss = lv if run_loss is None else 0.95 * run_loss + 0.05 * lv
             run_acc = av if run_acc is None else 0.95 * run_acc + 0.05 * av
@@ -194,7 +200,9 @@ def train(
                 break
     except KeyboardInterrupt:
         interrupted = True
-        save(last, training_state=True)
+        # weights and optimiser change only in opt.step(), at the end of a step; an interrupt before it
+        # leaves them as after `step` steps, so pair them with the random state from before the draws
+        save(last, training_state=True, rng=rng_before if step_started else None)
         print(f"\ninterrupted at step {step}: state saved to {last}; run again to resume")
     finally:
         bar.close()

@@ -1,0 +1,115 @@
+"""How much does episodic training cost on top of a plain training step?
+
+For each episode shape, times (median of interleaved repeats, one process):
+
+* episode: sample the episode from the in-memory training tensor, ProtoNet forward (support and
+  query embedded in one batch), prototypes, logits, cross-entropy, backward, Adam step;
+* plain:   the same number of images, already in one tensor, through the same Conv-4 with a
+  plain linear-classifier cross-entropy, backward, Adam step.
+
+and prints ``episode / plain`` (goal <= 1.05).  Then it runs the same measurement in two child
+processes, with glibc's default allocator settings (``METALEARN_LITE_MALLOC_TUNING=0``) and with
+the package's tuning (the default), and prints their ratio.
+
+    python benchmarks/protonet_step.py            # ~2 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+import metalearn_lite as ml
+from metalearn_lite.algorithms import ProtoNet
+
+SHAPES = [(20, 5, 5), (60, 5, 5)]
+
+
+def measure(ways: int, shots: int, queries: int, repeats: int) -> dict[str, float]:
+    torch.manual_seed(0)
+    data = ml.omniglot_split("train", rotations=True).images
+    sampler = ml.EpisodeSampler(data, ways=ways, shots=shots, queries=queries, seed=0)
+    proto = ProtoNet()
+    opt_p = torch.optim.Adam(proto.parameters(), 1e-3)
+    plain = ml.Conv4(out_features=ways)
+    opt_c = torch.optim.Adam(plain.parameters(), 1e-3)
+    n = ways * (shots + queries)
+    images = sampler.sample(1)
+    x = torch.cat([images.support_x[0], images.query_x[0]])
+    y = torch.arange(ways).repeat_interleave(shots + queries)
+    assert x.shape[0] == n
+
+    def episode_step() -> None:
+        loss, _ = proto.loss(sampler.sample(1))
+        opt_p.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_p.step()
+
+    def plain_step() -> None:
+        loss = F.cross_entropy(plain(x), y)
+        opt_c.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_c.step()
+
+    for _ in range(3):  # warm-up
+        episode_step()
+        plain_step()
+    te, tp = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        episode_step()
+        te.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        plain_step()
+        tp.append(time.perf_counter() - t)
+    e, p = statistics.median(te), statistics.median(tp)
+    return {"episode_ms": 1e3 * e, "plain_ms": 1e3 * p, "ratio": e / p}
+
+
+def child(repeats: int) -> None:
+    out = {f"{w}-way {s}-shot {q}-query": measure(w, s, q, repeats) for w, s, q in SHAPES}
+    out["malloc_tuned"] = ml.MALLOC_TUNED
+    print(json.dumps(out))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=15, help="timed repeats per shape (median reported)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.repeats)
+        return
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeats}\n")
+    runs = {}
+    for label, tuning in (("glibc defaults", "0"), ("tuned (package default)", "1")):
+        env = dict(os.environ, METALEARN_LITE_MALLOC_TUNING=tuning)
+        res = subprocess.run([sys.executable, __file__, "--child", "--repeats", str(args.repeats)],
+                             env=env, capture_output=True, text=True, check=True)
+        runs[label] = json.loads(res.stdout.strip().splitlines()[-1])
+    tuned = runs["tuned (package default)"]
+    print("ProtoNet episode vs plain step (package default allocator settings):")
+    print(f"{'shape':28s} {'episode ms':>11s} {'plain ms':>9s} {'ratio':>6s}  (goal <= 1.05)")
+    for shape, r in tuned.items():
+        if isinstance(r, dict):
+            print(f"{shape:28s} {r['episode_ms']:11.1f} {r['plain_ms']:9.1f} {r['ratio']:6.3f}")
+    print("\nAllocator: episode time with glibc defaults vs with the package's mallopt tuning:")
+    print(f"{'shape':28s} {'default ms':>11s} {'tuned ms':>9s} {'speed-up':>9s}")
+    base = runs["glibc defaults"]
+    for shape, r in tuned.items():
+        if isinstance(r, dict):
+            d = base[shape]["episode_ms"]
+            print(f"{shape:28s} {d:11.1f} {r['episode_ms']:9.1f} {d / r['episode_ms']:8.2f}x")
+    print(f"\n(tuning applied: defaults run {base['malloc_tuned']}, tuned run {tuned['malloc_tuned']})")
+
+
+if __name__ == "__main__":
+    main()

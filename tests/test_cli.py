@@ -1,0 +1,174 @@
+"""The command line: help texts, train -> evaluate round trip, list, and error exits."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import torch
+
+import metalearn_lite.cli as cli
+from metalearn_lite.checkpoints import load_checkpoint, read_checkpoint
+from metalearn_lite.cli import build_parser, main
+from metalearn_lite.training import TrainConfig, TrainResult
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_module(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "metalearn_lite", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def train_argv(out: Path, save_as: Path, *extra: str) -> list[str]:
+    return [
+        "train", "protonet", "--out", str(out), "--steps", "2", "--ways", "5", "--shots", "1", "--queries", "2",
+        "--hidden", "8", "--val-every", "1", "--val-episodes", "3", "--no-rotations", "--no-progress",
+        "--device", "cpu", "--save-as", str(save_as), *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny CLI training run: (argv, x.pt, return code, stdout)."""
+    tmp = tmp_path_factory.mktemp("cli")
+    save_as = tmp / "saved" / "x.pt"
+    argv = train_argv(tmp / "run", save_as)
+    rc = main(argv)
+    return argv, save_as, rc, tmp
+
+
+# ---------------------------------------------------------------- help (real subprocesses)
+
+
+def test_top_level_help():
+    proc = run_module("--help")
+    assert proc.returncode == 0, proc.stderr
+    for word in ("train", "evaluate", "list"):
+        assert word in proc.stdout
+
+
+def test_train_help_mentions_every_config_flag():
+    proc = run_module("train", "--help")
+    assert proc.returncode == 0, proc.stderr
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        assert flag in proc.stdout, flag
+    for flag in ("--ways", "--time-limit-min", "--augment", "--no-augment", "--no-rotations", "--save-as", "--hidden"):
+        assert flag in proc.stdout, flag
+
+
+def test_evaluate_help():
+    proc = run_module("evaluate", "--help")
+    assert proc.returncode == 0, proc.stderr
+    for flag in ("--episodes", "--ways", "--shots", "--queries", "--split", "--seed"):
+        assert flag in proc.stdout
+
+
+def test_parser_defaults_are_train_config_defaults():
+    args = build_parser().parse_args(["train", "protonet", "--out", "x"])
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        assert getattr(args, f.name) == getattr(defaults, f.name), f.name
+
+
+def test_unknown_method_is_a_usage_error():
+    with pytest.raises(SystemExit) as err:
+        main(["train", "maml-9000", "--out", "x"])
+    assert err.value.code == 2
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 0
+    assert "train" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- train -> evaluate
+
+
+def test_train_writes_save_as_with_command(trained):
+    argv, save_as, rc, tmp = trained
+    assert rc == 0
+    assert save_as.is_file() and (tmp / "run" / "best.pt").is_file() and (tmp / "run" / "last.pt").is_file()
+    blob = read_checkpoint(save_as)
+    assert blob["command"].startswith("python -m metalearn_lite train protonet")
+    assert blob["command"] == "python -m metalearn_lite " + shlex.join(argv)
+    assert blob["config"]["hidden"] == 8 and blob["method"] == "protonet"
+    cfg = blob["train_config"]
+    assert (cfg["steps"], cfg["ways"], cfg["shots"], cfg["queries"], cfg["rotations"]) == (2, 5, 1, 2, False)
+    assert blob["seed"] == 0
+    # the recorded command parses back to the same run
+    again = build_parser().parse_args(shlex.split(blob["command"])[3:])
+    assert again.steps == 2 and again.hidden == 8 and again.rotations is False
+    assert isinstance(load_checkpoint(save_as), cli.METHODS["protonet"])
+
+
+def test_same_cli_command_gives_same_model(trained):
+    # --seed is documented as the "seed of every random choice (episodes, augmentation, initialisation)"
+    argv, save_as, _, tmp = trained
+    second = tmp / "second.pt"
+    assert main(train_argv(tmp / "run2", second)) == 0
+    first, other = read_checkpoint(save_as)["state_dict"], read_checkpoint(second)["state_dict"]
+    for k in first:
+        assert torch.equal(first[k], other[k]), f"{k} differs between two runs of the same command"
+
+
+def test_evaluate_checkpoint_path(trained, capsys):
+    _, save_as, _, _ = trained
+    capsys.readouterr()
+    assert main(["evaluate", str(save_as), "--episodes", "5", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if "±" in line)
+    assert str(save_as) in line and "5-way 1-shot, 5 episodes" in line
+
+
+def test_evaluate_pretrained_name(capsys):
+    assert main(["evaluate", "protonet-omniglot", "--episodes", "3", "--queries", "2", "--device", "cpu"]) == 0
+    assert "±" in capsys.readouterr().out
+
+
+def test_evaluate_unknown_model(capsys):
+    assert main(["evaluate", "no-such-model"]) == 2
+    captured = capsys.readouterr()
+    assert "no-such-model" in captured.err
+    assert "protonet-omniglot" in captured.err and "siamese-omniglot" in captured.err
+
+
+def test_evaluate_not_a_checkpoint(tmp_path, capsys):
+    path = tmp_path / "plain.pt"
+    torch.save({"weights": torch.zeros(2)}, path)
+    assert main(["evaluate", str(path)]) == 2
+    assert "not a metalearn-lite checkpoint" in capsys.readouterr().err
+
+
+def test_list(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "protonet-omniglot" in out and "siamese-omniglot" in out
+    assert "python -m metalearn_lite train protonet" in out
+
+
+def test_interrupted_training_returns_130_and_saves_nothing(tmp_path, monkeypatch, capsys):
+    def fake_train(method, cfg, out, **kwargs):
+        return TrainResult(Path(out), step=1, best_val=0.5, interrupted=True)
+
+    monkeypatch.setattr(cli, "train", fake_train)
+    save_as = tmp_path / "never.pt"
+    assert main(train_argv(tmp_path / "run", save_as)) == 130
+    assert not save_as.exists()
+    assert "stopped at step 1" in capsys.readouterr().out
+
+
+def test_resume_with_other_model_is_an_error_exit(trained, capsys):
+    _, _, _, tmp = trained
+    argv = train_argv(tmp / "run", tmp / "y.pt")
+    argv[argv.index("--hidden") + 1] = "16"
+    assert main(argv) == 2
+    assert "different run" in capsys.readouterr().err
