@@ -108,8 +108,9 @@ def available_pretrained() -> list[str]:
 def load_pretrained(name: str, device: str | torch.device | None = None) -> EpisodicMethod:
     """A ready model trained by this package, e.g. ``load_pretrained("protonet-omniglot")``.
 
-    The command and seed that trained each one are stored in the checkpoint (``.command``,
-    ``.seed`` attributes of the returned model) and in ``data/checkpoints/README.md``.
+    The returned model carries how it was trained: ``.command`` and ``.seed`` (also in
+    ``data/checkpoints/README.md``), ``.train_config``, ``.history`` (one dict per validation:
+    step, loss, acc, val_acc, minutes), ``.step`` and ``.best_val``.
     """
     names = available_pretrained()
     if name not in names:
@@ -119,4 +120,7 @@ def load_pretrained(name: str, device: str | torch.device | None = None) -> Epis
     model.command = blob.get("command", "")
     model.seed = blob.get("seed")
     model.history = blob.get("history", [])
+    model.train_config = blob.get("train_config", {})
+    model.step = blob.get("step")
+    model.best_val = blob.get("best_val")
     return model

@@ -23,7 +23,7 @@ CLASSIFY = ("prototype", "neighbour")
 
 
 class MetricEmbedding(EpisodicMethod):
-    """Conv-4 embedding (L2-normalised for ``distance="cosine"``) trained by a metric loss."""
+    """Conv-4 embedding trained by a metric loss (the cosine distance normalises inside the distance)."""
 
     queries_needed = False
 

@@ -244,6 +244,6 @@ def plot_centre_objectives(points: torch.Tensor) -> Figure:
         ax.set_ylim(float(lo[1]), float(hi[1]))
         ax.set_aspect("equal")
         ax.set_title(f"sum of {name} to the points", fontsize=9)
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig

@@ -1,0 +1,196 @@
+"""Lesson 03's exercise checks: right answers pass, typical wrong answers fail with a useful message."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from metalearn_lite.algorithms.distances import squared_euclidean
+from metalearn_lite.algorithms.protonet import ProtoNet, prototypes
+from metalearn_lite.episodes import EpisodeSampler
+from metalearn_lite.lessons.checks_protonet import (
+    CheckFailed,
+    check_logits,
+    check_protonet_logits,
+    check_prototypes,
+)
+from metalearn_lite.lessons.protonet_plots import best_centres, public_command
+
+# ----------------------------------------------------------------------------- right answers
+
+
+def prototypes_loop(z, targets, ways):
+    return torch.stack([torch.stack([z[t, targets[t] == c].mean(0) for c in range(ways)]) for t in range(z.shape[0])])
+
+
+def prototypes_scatter(z, targets, ways):
+    sums = torch.zeros(z.shape[0], ways, z.shape[2]).index_put_(
+        (torch.arange(z.shape[0]).unsqueeze(1).expand_as(targets), targets), z, accumulate=True
+    )
+    counts = F.one_hot(targets, ways).sum(1).unsqueeze(-1)
+    return sums / counts
+
+
+def logits_broadcast(zq, protos):
+    return -((zq.unsqueeze(2) - protos.unsqueeze(1)) ** 2).sum(-1)
+
+
+def logits_linear(zq, protos):  # -||z||^2 dropped: same softmax, accepted
+    return 2 * zq @ protos.transpose(1, 2) - (protos**2).sum(-1).unsqueeze(1)
+
+
+@pytest.mark.parametrize("fn", [prototypes, prototypes_loop, prototypes_scatter])
+def test_prototypes_accepts_right_answers(fn, capsys):
+    assert check_prototypes(fn, strict=True)
+    assert capsys.readouterr().out.startswith("Correct!")
+
+
+@pytest.mark.parametrize(
+    "fn", [lambda zq, p: -squared_euclidean(zq, p), logits_broadcast, lambda zq, p: -torch.cdist(zq, p) ** 2]
+)
+def test_logits_accepts_right_answers(fn):
+    assert check_logits(fn, strict=True)
+
+
+def test_logits_accepts_linear_form_and_says_so(capsys):
+    assert check_logits(logits_linear, strict=True)
+    assert "same for every class" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- wrong prototypes
+
+
+def _fails(check, fn, *words):
+    with pytest.raises(CheckFailed) as err:
+        check(fn, strict=True)
+    message = str(err.value)
+    for word in words:
+        assert word in message, f"{word!r} not in: {message}"
+    return message
+
+
+def test_prototypes_sum_instead_of_mean():
+    _fails(check_prototypes, lambda z, y, n: F.one_hot(y, n).float().transpose(1, 2) @ z, "sums", "divide")
+
+
+def test_prototypes_positional_reshape():
+    def by_position(z, y, n):
+        return z.reshape(z.shape[0], n, -1, z.shape[-1]).mean(2)
+
+    _fails(check_prototypes, by_position, "sorted by class", "labels")
+
+
+def test_prototypes_equal_count_assumption():
+    def equal_counts(z, y, n):
+        return (F.one_hot(y, n).float().transpose(1, 2) @ z) / (z.shape[1] // n)
+
+    _fails(check_prototypes, equal_counts, "own count")
+
+
+def test_prototypes_whole_support_mean():
+    _fails(check_prototypes, lambda z, y, n: z.mean(1, keepdim=True).expand(-1, n, -1), "whole support set")
+
+
+@pytest.mark.parametrize(
+    ("fn", "word"),
+    [
+        (lambda z, y, n: prototypes(z, y, n)[0], "task dimension"),
+        (lambda z, y, n: prototypes(z, y, n).transpose(1, 2), "swapped"),
+        (lambda z, y, n: z.mean(1), "all support examples"),
+        (lambda z, y, n: None, "None"),
+        (lambda z, y, n: prototypes(z, y, n).tolist(), "torch.Tensor"),
+    ],
+)
+def test_prototypes_wrong_shape_or_type(fn, word):
+    _fails(check_prototypes, fn, word)
+
+
+def test_prototypes_detached():
+    _fails(check_prototypes, lambda z, y, n: prototypes(z.detach(), y, n), "gradient")
+
+
+def test_prototypes_reader_exception_is_reported():
+    def broken(z, y, n):
+        raise IndexError("oops")
+
+    _fails(check_prototypes, broken, "IndexError", "oops")
+    assert check_prototypes(broken) is False  # non-strict: printed, not raised
+
+
+# ----------------------------------------------------------------------------- wrong logits
+
+
+@pytest.mark.parametrize(
+    ("fn", "words"),
+    [
+        (lambda zq, p: squared_euclidean(zq, p), ("larger", "minus the squared distance")),
+        (lambda zq, p: -torch.cdist(zq, p), ("plain Euclidean", "squared")),
+        (lambda zq, p: torch.cdist(zq, p), ("plain Euclidean", "square them")),
+        (lambda zq, p: -0.5 * squared_euclidean(zq, p), ("0.5 times", "temperature")),
+        (lambda zq, p: F.normalize(zq, dim=-1) @ F.normalize(p, dim=-1).transpose(1, 2), ("cosine",)),
+        (lambda zq, p: zq @ p.transpose(1, 2), ("dot products", "||p_c||^2")),
+        (lambda zq, p: -squared_euclidean(zq, p).transpose(1, 2), ("swapped",)),
+        (lambda zq, p: -squared_euclidean(zq, p)[0], ("task dimension",)),
+        (lambda zq, p: -((zq.unsqueeze(2) - p.unsqueeze(1)) ** 2), ("feature dimension",)),
+        (lambda zq, p: -squared_euclidean(zq, p) + torch.arange(p.shape[1]), ("differ from",)),
+        (lambda zq, p: -squared_euclidean(zq.detach(), p.detach()), ("gradient",)),
+    ],
+)
+def test_logits_wrong_answers(fn, words):
+    _fails(check_logits, fn, *words)
+
+
+def test_non_strict_prints_not_yet(capsys):
+    assert check_logits(lambda zq, p: squared_euclidean(zq, p)) is False
+    assert capsys.readouterr().out.startswith("Not yet:")
+
+
+# ----------------------------------------------------------------------------- the two inside a model
+
+
+@pytest.fixture(scope="module")
+def small_model_and_episode():
+    torch.manual_seed(0)
+    model = ProtoNet(hidden=8).eval()
+    images = torch.rand(12, 6, 1, 28, 28)
+    episode = EpisodeSampler(images, ways=3, shots=2, queries=2, seed=0).sample(2)
+    return model, episode
+
+
+def test_protonet_logits_right(small_model_and_episode, capsys):
+    model, episode = small_model_and_episode
+    assert check_protonet_logits(prototypes, lambda zq, p: -squared_euclidean(zq, p), model, episode, strict=True)
+    assert check_protonet_logits(prototypes_loop, logits_linear, model, episode, strict=True)
+    assert "queries right" in capsys.readouterr().out
+
+
+def test_protonet_logits_wrong(small_model_and_episode):
+    model, episode = small_model_and_episode
+    with pytest.raises(CheckFailed, match="check_prototypes and check_logits"):
+        check_protonet_logits(prototypes, lambda zq, p: -torch.cdist(zq, p), model, episode, strict=True)
+
+
+def test_protonet_logits_needs_squared_euclidean_protonet(small_model_and_episode):
+    _, episode = small_model_and_episode
+    with pytest.raises(ValueError, match="euclidean"):
+        check_protonet_logits(prototypes, logits_broadcast, ProtoNet(hidden=8, distance="cosine"), episode)
+
+
+# ----------------------------------------------------------------------------- lesson helpers
+
+
+def test_public_command_hides_machine_paths():
+    cmd = "python -m metalearn_lite train protonet --out /tmp/prov/run1 --save-as data/checkpoints/x.pt"
+    want = "python -m metalearn_lite train protonet --out <scratch>/run1 --save-as data/checkpoints/x.pt"
+    assert public_command(cmd) == want
+    assert public_command("a --out runs/x") == "a --out runs/x"
+
+
+def test_best_centres_mean_median_direction():
+    z = torch.tensor([[1.0, 0.5], [1.5, 1.2], [2.0, 0.8], [1.2, 1.6], [4.5, 1.0]], dtype=torch.float64)
+    best = best_centres(z)
+    assert torch.allclose(best["squared Euclidean"], z.mean(0), atol=1e-6)
+    assert (best["Euclidean"] - z.mean(0)).norm() > 0.1  # the geometric median is not the mean
+    unit = F.normalize(z, dim=1).sum(0)
+    assert torch.allclose(F.normalize(best["cosine distance"], dim=0), F.normalize(unit, dim=0), atol=1e-5)
