@@ -26,6 +26,18 @@ def _distance(z: torch.Tensor, distance: str) -> torch.Tensor:
     return (d + 1e-12).sqrt() if distance == "euclidean" else d
 
 
+def _checked_pairs(
+    z: torch.Tensor, y: torch.Tensor, margin: float, distance: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Validate a loss's inputs; return the positive and negative pair masks and the distances."""
+    if margin <= 0:
+        raise ValueError(f"margin must be > 0; got {margin}")
+    pos, neg = _pair_masks(y)
+    if not pos.any() or not neg.any():
+        raise ValueError("the batch needs at least two classes and two examples of some class (shots >= 2)")
+    return pos, neg, _distance(z, distance)
+
+
 def contrastive_loss(
     z: torch.Tensor, y: torch.Tensor, margin: float = 1.0, distance: str = "euclidean"
 ) -> torch.Tensor:
@@ -42,12 +54,7 @@ def contrastive_loss(
         z: ``(B, D)`` embeddings.  y: ``(B,)`` labels.  margin: ``m > 0``.
         distance: ``"euclidean"`` (``d = ||z_i - z_j||``) or ``"cosine"`` (``d = 1 - cos``).
     """
-    if margin <= 0:
-        raise ValueError(f"margin must be > 0; got {margin}")
-    pos, neg = _pair_masks(y)
-    if not pos.any() or not neg.any():
-        raise ValueError("the batch needs at least two classes and two examples of some class (shots >= 2)")
-    d = _distance(z, distance)
+    pos, neg, d = _checked_pairs(z, y, margin, distance)
     return (d[pos] ** 2).mean() + ((margin - d[neg]).clamp_min(0.0) ** 2).mean()
 
 
@@ -66,12 +73,9 @@ def triplet_loss(
     Args:
         z: ``(B, D)`` embeddings.  y: ``(B,)`` labels.  margin: ``m > 0``.
     """
-    if margin <= 0:
-        raise ValueError(f"margin must be > 0; got {margin}")
-    pos, neg = _pair_masks(y)
-    if not pos.any() or not neg.any():
-        raise ValueError("the batch needs at least two classes and two examples of some class (shots >= 2)")
-    d = _distance(z, distance)
+    if mining not in MINING:
+        raise ValueError(f"unknown mining {mining!r}; choose one of {list(MINING)}")
+    pos, neg, d = _checked_pairs(z, y, margin, distance)
     big = d.detach().max() + 1.0
     if mining == "batch_hard":
         hardest_pos = torch.where(pos, d, torch.zeros_like(d)).max(dim=1).values
