@@ -33,17 +33,26 @@ def embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         net.train(was_training)
 
 
-def pca_2d(z: torch.Tensor) -> torch.Tensor:
-    """Project ``z`` ``(N, D)`` onto its two principal axes -> ``(N, 2)``.
+def pca_axes(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Two principal axes of ``(N, D)`` points: ``(centre (D,), axes (2, D), explained variance fraction)``.
 
     An exact SVD of the centred data (deterministic, unlike ``torch.pca_lowrank``), with each axis'
     sign fixed so that its largest loading is positive: the same data always gives the same picture.
+    Computed in float64.
     """
-    zc = z.double() - z.double().mean(0, keepdim=True)
-    _, _, vh = torch.linalg.svd(zc, full_matrices=False)
+    x = points.double()
+    centre = x.mean(0)
+    _, s, vh = torch.linalg.svd(x - centre, full_matrices=False)
     axes = vh[:2]
-    signs = torch.sign(axes.gather(1, axes.abs().argmax(1, keepdim=True)))
-    return (zc @ (axes * signs).T).float()
+    axes = axes * torch.sign(axes.gather(1, axes.abs().argmax(1, keepdim=True)))
+    explained = float((s[:2] ** 2).sum() / (s**2).sum().clamp_min(1e-300))
+    return centre, axes, explained
+
+
+def pca_2d(z: torch.Tensor) -> torch.Tensor:
+    """Project ``z`` ``(N, D)`` onto its two principal axes (:func:`pca_axes`) -> ``(N, 2)`` float32."""
+    centre, axes, _ = pca_axes(z)
+    return ((z.double() - centre) @ axes.T).float()
 
 
 def tsne_2d(z: torch.Tensor, perplexity: float = 15.0, seed: int = 0) -> torch.Tensor:

@@ -26,18 +26,10 @@ from matplotlib.lines import Line2D
 from ..algorithms.distances import squared_euclidean
 from ..algorithms.protonet import prototypes
 from ..episodes import Episode
+from .embedding_plots import pca_axes
 
 #: Class colours of the lesson figures (matplotlib's tab10, then tab20's light shades).
 COLOURS = [plt.get_cmap("tab10")(i) for i in range(10)] + [plt.get_cmap("tab20")(2 * i + 1) for i in range(10)]
-
-
-def pca_2d(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Principal axes of ``(n, D)`` points: ``(centre (D,), axes (2, D), explained variance fraction)``."""
-    x = points.double()
-    centre = x.mean(0)
-    _, s, vt = torch.linalg.svd(x - centre, full_matrices=False)
-    explained = float((s[:2] ** 2).sum() / (s**2).sum().clamp_min(1e-300))
-    return centre, vt[:2], explained
 
 
 @dataclass(frozen=True)
@@ -73,7 +65,7 @@ def prototype_map(model: torch.nn.Module, episode: Episode, task: int = 0, resol
     pred_full = (-squared_euclidean(zq, protos)).argmax(-1)[0]
     zs, zq, protos, sy, qy = zs[0], zq[0], protos[0], ep.support_y[0], ep.query_y[0]
 
-    centre, axes, explained = pca_2d(torch.cat([zs, zq]))
+    centre, axes, explained = pca_axes(torch.cat([zs, zq]))
     project = lambda z: ((z.double() - centre) @ axes.T).numpy()  # noqa: E731
     s2, q2, p2 = project(zs), project(zq), project(protos)
     pred_2d = ((q2[:, None, :] - p2[None]) ** 2).sum(-1).argmin(-1)
