@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import shlex
 import shutil
 import sys
@@ -43,8 +44,33 @@ HELP = {
     "val_shots": "shots of validation episodes",
     "save_every": "write the resumable last.pt every this many steps",
     "time_limit_min": "stop (validating and saving) after this many minutes; 0 for no limit",
+    "max_length": "sequence tasks (NTM copy): longest training sequence; lengths are drawn from 1..max-length",
+    "grad_clip": "clip the gradient norm to this before each step; 0 for no clipping",
     "seed": "seed of every random choice (episodes, augmentation, initialisation)",
 }
+
+#: Model flags: ``key -> (type, choices, help)``.  A method accepts the keys its ``__init__`` takes;
+#: a flag that is not given leaves the method's own default.
+MODEL_FLAGS: dict[str, tuple[type, tuple | None, str]] = {
+    "hidden": (int, None, "Conv-4 filters per block (or hidden units, for MLP/LSTM models)"),
+    "norm": (str, ("batch", "running", "none"),
+             "Conv-4 normalisation: batch statistics always (transductive), running stats, or none"),
+    "distance": (str, ("euclidean", "cosine"), "embedding distance"),
+    "margin": (float, None, "siamese/triplet: loss margin"),
+    "mining": (str, ("batch_hard", "semi_hard", "all"), "triplet: how triplets are mined in a batch"),
+    "classify": (str, ("prototype", "neighbour"),
+                 "siamese/triplet: classify by nearest class mean or nearest support example"),
+}
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def method_options(method: str) -> list[str]:
+    """The model flags (``MODEL_FLAGS`` keys) that ``method``'s constructor accepts."""
+    params = inspect.signature(METHODS[method].__init__).parameters
+    return [k for k in MODEL_FLAGS if k in params]
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
@@ -54,26 +80,42 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda, mps (default: best available)")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    g = p.add_argument_group("model")
-    g.add_argument("--hidden", type=int, default=64, help="Conv-4 filters per block")
-    g.add_argument("--norm", default="batch", choices=["batch", "running", "none"],
-                   help="Conv-4 normalisation: batch statistics always (transductive), running stats, or none")
-    g.add_argument("--distance", default="euclidean", choices=["euclidean", "cosine"], help="embedding distance")
-    g.add_argument("--margin", type=float, default=1.0, help="siamese/triplet: loss margin")
-    g.add_argument("--mining", default="batch_hard", choices=["batch_hard", "semi_hard", "all"],
-                   help="triplet: how triplets are mined in a batch")
-    g.add_argument("--classify", default="prototype", choices=["prototype", "neighbour"],
-                   help="siamese/triplet: classify by nearest class mean or nearest support example")
-    t = p.add_argument_group("training")
+    g = p.add_argument_group("model (a flag applies to the methods whose constructor takes it; unset: its default)")
+    for key, (kind, choices, text) in MODEL_FLAGS.items():
+        users = ", ".join(m for m in sorted(METHODS) if key in method_options(m))
+        if kind is bool:
+            g.add_argument(_flag(key), action=argparse.BooleanOptionalAction, default=None, help=f"{text} [{users}]")
+        else:
+            g.add_argument(_flag(key), type=kind, choices=choices, default=None, help=f"{text} [{users}]")
+    t = p.add_argument_group("training (unset: the method's own default, else the value shown)")
     defaults = TrainConfig()
     for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
         value = getattr(defaults, f.name)
         if isinstance(value, bool):
-            t.add_argument(flag, action=argparse.BooleanOptionalAction, default=value,
+            t.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None,
                            help=f"{HELP[f.name]} (default: {value})")
         else:
-            t.add_argument(flag, type=type(value), default=value, help=f"{HELP[f.name]} (default: {value})")
+            t.add_argument(_flag(f.name), type=type(value), default=None, help=f"{HELP[f.name]} (default: {value})")
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The run's config: flags given, else the method's ``train_defaults``, else ``TrainConfig``'s."""
+    values = dict(METHODS[args.method].train_defaults)
+    values.update({f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None})
+    return TrainConfig(**values)
+
+
+def model_config(args: argparse.Namespace) -> dict:
+    """The method's constructor arguments from the model flags; ``ValueError`` for a flag it does not take."""
+    accepted = method_options(args.method)
+    given = {k: getattr(args, k) for k in MODEL_FLAGS if getattr(args, k, None) is not None}
+    wrong = [_flag(k) for k in given if k not in accepted]
+    if wrong:
+        raise ValueError(
+            f"{', '.join(wrong)} does not apply to {args.method}; its model flags are "
+            f"{', '.join(_flag(k) for k in accepted) or 'none'}"
+        )
+    return given
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,12 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace, argv: list[str]) -> int:
-    model_keys = {"hidden": args.hidden, "norm": args.norm, "distance": args.distance}
-    if args.method in ("siamese", "triplet"):
-        model_keys.update(margin=args.margin, mining=args.mining, classify=args.classify)
-    torch.manual_seed(args.seed)  # the initial weights follow --seed too
+    cfg = train_config(args)
+    model_keys = model_config(args)
+    torch.manual_seed(cfg.seed)  # the initial weights follow --seed too
     method = build_method(args.method, **model_keys)
-    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     device = args.device or default_device()
     command = "python -m metalearn_lite " + shlex.join(argv)
     result = train(method, cfg, args.out, device=device, command=command, progress=not args.no_progress,

@@ -1,10 +1,11 @@
 """The one episodic trainer every method uses.
 
-``train(method, config, out_dir)`` samples meta-batches of training episodes from the meta-train
-alphabets, optimises ``method.loss`` with Adam and step decay, validates on the meta-val alphabet
+``train(method, config, out_dir)`` draws training meta-batches from the method's task source
+(``method.task_source``: N-way K-shot Omniglot episodes by default, see
+:mod:`metalearn_lite.task_sources`), optimises ``method.loss`` with Adam and step decay, validates
 every ``val_every`` steps, and keeps two checkpoints in ``out_dir``:
 
-* ``best.pt``: the weights with the best validation accuracy so far;
+* ``best.pt``: the weights with the best validation score so far;
 * ``last.pt``: the complete training state (weights, optimiser, schedule, sampler and RNG
   states, history), written every ``save_every`` steps and when training is interrupted.
 
@@ -24,12 +25,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .algorithms import EpisodicMethod
-from .augment import random_affine
 from .checkpoints import read_checkpoint, save_checkpoint
-from .datasets import omniglot_split
 from .devices import resolve_device
-from .episodes import Episode, EpisodeSampler
-from .evaluation import evaluate
+from .task_sources import TaskSource
 
 
 @dataclass
@@ -39,7 +37,7 @@ class TrainConfig:
     ways: int = 20
     shots: int = 5
     queries: int = 5
-    tasks: int = 1  # episodes per optimisation step (meta-batch)
+    tasks: int = 1  # episodes (or sequences) per optimisation step (meta-batch)
     steps: int = 2000
     lr: float = 1e-3
     lr_decay: float = 0.5
@@ -55,6 +53,8 @@ class TrainConfig:
     val_shots: int = 1
     save_every: int = 250
     time_limit_min: float = 0.0  # stop after this many minutes (0: no limit)
+    max_length: int = 20  # sequence tasks (NTM copy): lengths 1..max_length in training
+    grad_clip: float = 0.0  # clip the gradient norm to this (0: no clipping)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -81,8 +81,16 @@ class TrainResult:
         return self.out_dir / "best.pt"
 
 
-def _rng_state(sampler: EpisodeSampler, aug: torch.Generator) -> dict[str, torch.Tensor]:
-    return {"sampler": sampler.generator.get_state(), "augment": aug.get_state(), "torch": torch.get_rng_state()}
+def _rng_state(source: TaskSource) -> dict[str, torch.Tensor]:
+    state = {name: g.get_state() for name, g in source.generators().items()}
+    state["torch"] = torch.get_rng_state()
+    return state
+
+
+def _set_rng_state(source: TaskSource, state: dict[str, torch.Tensor]) -> None:
+    for name, g in source.generators().items():
+        g.set_state(state[name])
+    torch.set_rng_state(state["torch"])
 
 
 def train(
@@ -112,12 +120,7 @@ def train(
     method.to(device)
     torch.manual_seed(cfg.seed)
 
-    train_data = omniglot_split("train", size=cfg.image_size, by=cfg.by, rotations=cfg.rotations, seed=cfg.seed)
-    val_data = omniglot_split("val", size=cfg.image_size, by=cfg.by, seed=cfg.seed).images.to(device)
-    queries = cfg.queries if method.queries_needed else 0
-    sampler = EpisodeSampler(train_data.images.to(device), ways=cfg.ways, shots=cfg.shots, queries=queries,
-                             seed=cfg.seed)
-    aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    source = method.task_source(cfg, device)
     opt = torch.optim.Adam(method.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
     step, best_val, history = 0, -math.inf, []
@@ -134,26 +137,15 @@ def train(
         opt.load_state_dict(blob["optimizer"])
         sched.load_state_dict(blob["scheduler"])
         step, best_val, history = blob["step"], blob["best_val"], blob["history"]
-        sampler.generator.set_state(blob["rng"]["sampler"])
-        aug_gen.set_state(blob["rng"]["augment"])
-        torch.set_rng_state(blob["rng"]["torch"])
+        _set_rng_state(source, blob["rng"])
 
     def save(path: Path, training_state: bool, rng: dict[str, torch.Tensor] | None = None) -> None:
         extra: dict[str, Any] = {"train_config": asdict(cfg), "command": command, "seed": cfg.seed,
                                  "step": step, "best_val": best_val, "history": history}
         if training_state:
-            rng = rng or _rng_state(sampler, aug_gen)
+            rng = rng or _rng_state(source)
             extra.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(), rng=rng)
         save_checkpoint(path, method, **extra)
-
-    def batch() -> Episode:
-        ep = sampler.sample(cfg.tasks)
-        if not cfg.augment:
-            return ep
-        # one distortion per image: support and query drawings of a class are distorted independently
-        sx = random_affine(ep.support_x.flatten(0, 1), aug_gen).view_as(ep.support_x)
-        qx = ep.query_x if queries == 0 else random_affine(ep.query_x.flatten(0, 1), aug_gen).view_as(ep.query_x)
-        return Episode(sx, ep.support_y, qx, ep.query_y, ep.classes)
 
     start = time.monotonic()
     interrupted = False
@@ -165,8 +157,8 @@ def train(
         while step < cfg.steps:
             # the random state before this step's draws: an interrupt inside the step saves this one,
             # so the resumed run draws the same episode again
-            rng_before, step_started = _rng_state(sampler, aug_gen), True
-            loss, acc = method.loss(batch())
+            rng_before, step_started = _rng_state(source), True
+            loss, acc = method.loss(source.sample())
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"the training loss became {loss.item()} at step {step + 1}; lower the learning rate "
@@ -174,6 +166,8 @@ def train(
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(method.parameters(), cfg.grad_clip)
             opt.step()
             sched.step()
             step += 1
@@ -185,14 +179,14 @@ def train(
             bar.set_postfix(loss=f"{run_loss:.3f}", acc=f"{run_acc:.3f}")
             over_time = cfg.time_limit_min > 0 and time.monotonic() - start > 60 * cfg.time_limit_min
             if step % cfg.val_every == 0 or step == cfg.steps or over_time:
-                val = evaluate(method, val_data, ways=cfg.val_ways, shots=cfg.val_shots, queries=15,
-                               episodes=cfg.val_episodes, seed=12345)
+                score, metrics = source.validate(method)
                 method.train()
-                history.append({"step": step, "loss": run_loss, "acc": run_acc, "val_acc": val.mean,
+                history.append({"step": step, "loss": run_loss, "acc": run_acc, **metrics,
                                 "minutes": (time.monotonic() - start) / 60})
-                bar.set_postfix(loss=f"{run_loss:.3f}", acc=f"{run_acc:.3f}", val=f"{val.mean:.3f}")
-                if val.mean > best_val:
-                    best_val = val.mean
+                bar.set_postfix(loss=f"{run_loss:.3f}", acc=f"{run_acc:.3f}",
+                                **{k: f"{v:.3g}" for k, v in metrics.items()})
+                if score > best_val:
+                    best_val = score
                     save(out / "best.pt", training_state=False)
             if step % cfg.save_every == 0 or step == cfg.steps or over_time:
                 save(last, training_state=True)

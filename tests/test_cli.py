@@ -74,9 +74,27 @@ def test_evaluate_help():
 
 def test_parser_defaults_are_train_config_defaults():
     args = build_parser().parse_args(["train", "protonet", "--out", "x"])
-    defaults = TrainConfig()
-    for f in fields(TrainConfig):
-        assert getattr(args, f.name) == getattr(defaults, f.name), f.name
+    assert cli.train_config(args) == TrainConfig()
+    assert cli.model_config(args) == {}
+
+
+def test_flags_override_method_defaults(monkeypatch):
+    from metalearn_lite.algorithms import ProtoNet
+
+    monkeypatch.setattr(ProtoNet, "train_defaults", {"ways": 7, "rotations": False})
+    args = build_parser().parse_args(["train", "protonet", "--out", "x", "--shots", "3"])
+    cfg = cli.train_config(args)
+    assert (cfg.ways, cfg.shots, cfg.rotations) == (7, 3, False)
+    args = build_parser().parse_args(["train", "protonet", "--out", "x", "--ways", "9", "--rotations"])
+    assert (cli.train_config(args).ways, cli.train_config(args).rotations) == (9, True)
+
+
+def test_model_flag_that_does_not_apply_is_an_error():
+    args = build_parser().parse_args(["train", "protonet", "--out", "x", "--margin", "2"])
+    with pytest.raises(ValueError, match="--margin does not apply to protonet"):
+        cli.model_config(args)
+    args = build_parser().parse_args(["train", "triplet", "--out", "x", "--margin", "2", "--hidden", "8"])
+    assert cli.model_config(args) == {"margin": 2.0, "hidden": 8}
 
 
 def test_unknown_method_is_a_usage_error():

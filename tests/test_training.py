@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import metalearn_lite.training as training
+import metalearn_lite.task_sources as task_sources
 from metalearn_lite.algorithms import ProtoNet, SiameseNet
 from metalearn_lite.checkpoints import load_checkpoint, read_checkpoint
 from metalearn_lite.training import TrainConfig, TrainResult, train
@@ -97,7 +97,7 @@ def _interrupt_then_resume(out, monkeypatch, interrupt_in: str):
         monkeypatch.setattr(model, "loss", loss)
     else:  # the training sampler, before it draws step 4's episode
 
-        class InterruptingSampler(training.EpisodeSampler):
+        class InterruptingSampler(task_sources.EpisodeSampler):
             calls = 0
 
             def sample(self, tasks=1):
@@ -106,7 +106,7 @@ def _interrupt_then_resume(out, monkeypatch, interrupt_in: str):
                     raise KeyboardInterrupt
                 return super().sample(tasks)
 
-        monkeypatch.setattr(training, "EpisodeSampler", InterruptingSampler)
+        monkeypatch.setattr(task_sources, "EpisodeSampler", InterruptingSampler)
     result = train(model, TrainConfig(**TINY), out, command=COMMAND, progress=False)
     monkeypatch.undo()
     assert result.interrupted and result.step == 3

@@ -20,11 +20,15 @@ class EpisodicMethod(FewShotMixin, nn.Module):
     * ``loss(episode) -> (loss, accuracy)`` on a training meta-batch, and
     * ``logits(support_x, support_y, query_x)`` for one task (:class:`FewShotClassifier`).
 
-    ``queries_needed`` says whether its training episodes need query examples.
+    ``queries_needed`` says whether its training episodes need query examples.  A method that
+    trains on something other than Omniglot episodes (sinusoid tasks, sequences, flat batches)
+    overrides ``task_source``; ``train_defaults`` holds the :class:`~metalearn_lite.training.TrainConfig`
+    values its CLI uses when a flag is not given.
     """
 
     name: ClassVar[str] = ""
     queries_needed: ClassVar[bool] = True
+    train_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **config: Any) -> None:
         super().__init__()
@@ -32,6 +36,12 @@ class EpisodicMethod(FewShotMixin, nn.Module):
 
     def loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
+
+    def task_source(self, config: Any, device: torch.device) -> Any:
+        """The :class:`~metalearn_lite.task_sources.TaskSource` the trainer draws batches from."""
+        from ..task_sources import OmniglotEpisodes
+
+        return OmniglotEpisodes(config, device, queries=None if self.queries_needed else 0)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.config.items())
