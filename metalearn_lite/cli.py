@@ -22,6 +22,7 @@ from .checkpoints import available_pretrained, checkpoint_dir, load_checkpoint, 
 from .datasets import omniglot_split
 from .devices import default_device
 from .evaluation import evaluate
+from .fewshot import FewShotClassifier
 from .training import TrainConfig, train
 
 HELP = {
@@ -161,6 +162,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         model = load_checkpoint(args.model, device=device)
     else:
         model = load_pretrained(args.model, device=device)
+    if not isinstance(model, FewShotClassifier):
+        # regression and sequence models (sinusoid MAML, NTM copy) report their own task metric
+        report = getattr(model, "evaluate_report", None)
+        if report is None:
+            raise ValueError(f"{args.model} is a {model.name} model, which has no evaluation to run")
+        print(f"{args.model}: {report(episodes=args.episodes, seed=args.seed)}")
+        return 0
     data = omniglot_split(args.split).images.to(device)
     result = evaluate(model, data, ways=args.ways, shots=args.shots, queries=args.queries,
                       episodes=args.episodes, seed=args.seed)
