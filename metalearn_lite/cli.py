@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from .algorithms import METHODS, build_method
+from .algorithms.ntm import flush_denormals
 from .checkpoints import available_pretrained, checkpoint_dir, load_checkpoint, load_pretrained, read_checkpoint
 from .datasets import omniglot_split
 from .devices import default_device
@@ -61,6 +62,22 @@ MODEL_FLAGS: dict[str, tuple[type, tuple | None, str]] = {
     "mining": (str, ("batch_hard", "semi_hard", "all"), "triplet: how triplets are mined in a batch"),
     "classify": (str, ("prototype", "neighbour"),
                  "siamese/triplet: classify by nearest class mean or nearest support example"),
+    "classes": (int, None, "pretrained: outputs of the pretraining head (624 meta-train classes with "
+                "--rotations, 156 without)"),
+    "head": (str, ("linear", "cosine"), "pretrained: linear (Baseline) or cosine (Baseline++) pretraining head"),
+    "inner_lr": (float, None, "MAML/Reptile: inner-loop learning rate (alpha)"),
+    "inner_steps": (int, None, "MAML/Reptile: inner gradient steps per task in training"),
+    "test_steps": (int, None, "MAML/Reptile: inner gradient steps on the support set at test time"),
+    "first_order": (bool, None, "MAML: first-order approximation (drop the Hessian terms)"),
+    "first_order_warmup": (int, None, "MAML: train this many meta-steps first-order, then second-order"),
+    "meta_sgd": (bool, None, "MAML: learn one inner learning rate per parameter (Meta-SGD)"),
+    "anil": (bool, None, "MAML: adapt only the head in the inner loop (ANIL)"),
+    "batching": (str, ("auto", "vmap", "loop"), "MAML/Reptile: tasks of a meta-batch under vmap or in a loop"),
+    "layers": (int, None, "sinusoid MLP: hidden layers"),
+    "memory_size": (int, None, "NTM/MANN: memory slots (N)"),
+    "memory_width": (int, None, "NTM/MANN: width of each memory slot (M)"),
+    "read_heads": (int, None, "MANN: read heads (each also writes its key)"),
+    "controller": (str, ("lstm", "feedforward"), "NTM: controller network"),
 }
 
 
@@ -147,8 +164,11 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     command = "python -m metalearn_lite " + shlex.join(argv)
     result = train(method, cfg, args.out, device=device, command=command, progress=not args.no_progress,
                    resume=not args.no_resume)
+    metrics = [k for k in (result.history[-1] if result.history else {}) if k.startswith("val_")]
+    best = (f"accuracy {100 * result.best_val:.2f} %" if metrics in ([], ["val_acc"])
+            else f"score {result.best_val:.4g} ({', '.join(metrics)}; higher is better)")
     print(f"{'stopped' if result.interrupted else 'finished'} at step {result.step}; "
-          f"best validation accuracy {100 * result.best_val:.2f} % -> {result.best_path}")
+          f"best validation {best} -> {result.best_path}")
     if args.save_as and not result.interrupted:
         Path(args.save_as).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(result.best_path, args.save_as)
@@ -162,12 +182,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         model = load_checkpoint(args.model, device=device)
     else:
         model = load_pretrained(args.model, device=device)
+    # regression and sequence models (sinusoid MAML, NTM copy, MANN) report their own task metric;
+    # a model that is also a few-shot classifier (MANN) then gets the N-way K-shot accuracy below too
+    report = getattr(model, "evaluate_report", None)
+    if report is not None:
+        print(f"{args.model}: {report(episodes=args.episodes, seed=args.seed)}")
     if not isinstance(model, FewShotClassifier):
-        # regression and sequence models (sinusoid MAML, NTM copy) report their own task metric
-        report = getattr(model, "evaluate_report", None)
         if report is None:
             raise ValueError(f"{args.model} is a {model.name} model, which has no evaluation to run")
-        print(f"{args.model}: {report(episodes=args.episodes, seed=args.seed)}")
         return 0
     data = omniglot_split(args.split).images.to(device)
     result = evaluate(model, data, ways=args.ways, shots=args.shots, queries=args.queries,
@@ -190,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("train", "evaluate"):
+        flush_denormals()  # this process is ours: denormal floats would slow the memory models' CPU steps
     try:
         if args.command == "train":
             return _train(args, argv)

@@ -102,3 +102,34 @@ def evaluate(
         if was_training:
             classifier.train()  # type: ignore[attr-defined]
     return EvalResult(accs, ways, shots, queries)
+
+
+def presentation_index(labels: torch.Tensor) -> torch.Tensor:
+    """How many times each step's class has been shown so far, this step included (1 = first time).
+
+    ``labels`` ``(T, L)`` integer class labels of ``T`` sequences -> ``(T, L)`` counts from 1.
+    """
+    onehot = torch.nn.functional.one_hot(labels.long(), int(labels.max()) + 1)
+    return (onehot.cumsum(1) * onehot).sum(-1)
+
+
+def presentation_accuracy(correct: torch.Tensor, labels: torch.Tensor, presentations: int) -> torch.Tensor:
+    """Accuracy of each sequence at the 1st, 2nd, ... presentation of a class (Santoro et al. 2016).
+
+    Args:
+        correct: ``(T, L)`` whether the prediction at each step was right.
+        labels: ``(T, L)`` the class shown at each step.
+        presentations: how many presentations to report.
+
+    Returns ``(T, presentations)`` float64: entry ``[t, k-1]`` is the fraction of right answers among
+    the steps of sequence ``t`` that show a class for the ``k``-th time (NaN if there is none).
+    """
+    if correct.shape != labels.shape or correct.dim() != 2:
+        raise ValueError(f"correct and labels must both be (sequences, steps); got {tuple(correct.shape)} "
+                         f"and {tuple(labels.shape)}")
+    index = presentation_index(labels)
+    onehot = torch.nn.functional.one_hot((index - 1).clamp_max(presentations), presentations + 1)[..., :presentations]
+    onehot = onehot.to(torch.float64)
+    hits = (onehot * correct.to(torch.float64).unsqueeze(-1)).sum(1)
+    counts = onehot.sum(1)
+    return hits / counts  # 0/0 -> NaN where a presentation never happens

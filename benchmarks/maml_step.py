@@ -1,0 +1,214 @@
+"""How long does a MAML meta-step take, and how much memory: vmap, per-task loop, or clone-per-task?
+
+A meta-step is: inner adaptation of every task of the meta-batch, query losses, outer backward,
+Adam step.  Three ways to run it, on the same weights and tasks:
+
+* ``vmap``:  the package, tasks batched with ``torch.func.vmap`` (``MAML(batching="vmap")``);
+* ``loop``:  the package, tasks one after another through ``functional_call`` (``batching="loop"``);
+* ``clone``: the way learn2learn and higher work: per task, a copy of the module whose parameters
+  are replaced in place by differentiable tensors after each inner step, tasks one after another,
+  backward per task.  Written here from that description (neither library is installed).
+
+Shapes: Conv-4 (64 filters, batch-statistics norm) on Omniglot 5-way 1-shot 15-query tasks,
+meta-batch 32; the sinusoid 40-40 MLP with 10 support and 10 query points, meta-batch 25; 1 and 5
+inner steps; first and second order.  Every (shape, variant) runs in its own process, so the peak
+memory is that process's high-water mark of resident memory (CPU) or ``max_memory_allocated``
+(CUDA) above what it held before the first meta-step.  Each child also saves the meta-gradient of
+the first step; the table gives its relative difference to the clone baseline's.
+
+    python benchmarks/maml_step.py                  # ~10 minutes on 2 CPU cores
+    python benchmarks/maml_step.py --all            # also Conv-4 vmap with 5 inner steps (>10 GB on a CPU)
+    python benchmarks/maml_step.py --only sinusoid  # ~1 minute
+    python benchmarks/maml_step.py --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import metalearn_lite as ml
+from metalearn_lite.algorithms import MAML, MAMLRegressor
+
+VARIANTS = ("vmap", "loop", "clone")
+#: skipped unless --all: on a CPU these need more than 10 GB (vmap keeps every task's graph of 5 inner steps)
+HEAVY = {("conv4", 5, "second", "vmap"), ("conv4", 5, "first", "vmap")}
+SHAPES = [(family, steps, order) for family in ("conv4", "sinusoid") for steps in (1, 5)
+          for order in ("second", "first")]
+
+
+def clone_module(net: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``net`` whose parameters are differentiable clones of the originals (as in learn2learn)."""
+    clone = copy.deepcopy(net)
+    for src, dst in zip(net.modules(), clone.modules()):
+        for name, p in src._parameters.items():
+            if p is not None:
+                dst._parameters[name] = p.clone()
+    return clone
+
+
+def patch_module(net: torch.nn.Module, grads: tuple[torch.Tensor, ...], lr: float) -> None:
+    """Replace every parameter ``p`` of ``net`` by the tensor ``p - lr * g``, in place (as in learn2learn/higher)."""
+    it = iter(grads)
+    for m in net.modules():
+        for name, p in list(m._parameters.items()):
+            if p is not None:
+                m._parameters[name] = p - lr * next(it)
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def setup(family: str, steps: int, order: str, variant: str, device: torch.device):
+    torch.manual_seed(0)
+    first_order = order == "first"
+    batching = "loop" if variant == "clone" else variant
+    if family == "conv4":
+        data = ml.omniglot_split("train", rotations=True).images
+        ep = ml.EpisodeSampler(data, ways=5, shots=1, queries=15, seed=0).sample(32).to(device)
+        method = MAML(ways=5, inner_lr=0.4, inner_steps=steps, first_order=first_order, batching=batching)
+    else:
+        ep = ml.SinusoidTasks(seed=0).sample(25, 10, 10).to(device)
+        method = MAMLRegressor(inner_lr=0.01, inner_steps=steps, first_order=first_order, batching=batching)
+    return method.to(device).train(), ep
+
+
+def clone_step(method, ep, opt) -> None:
+    """One meta-step the learn2learn way (tasks one after another, a patched copy per task)."""
+    net, tasks = method.net, ep.num_tasks
+    opt.zero_grad(set_to_none=True)
+    for i in range(tasks):
+        learner = clone_module(net)
+        for _ in range(method.inner_steps):
+            loss = method.task_loss(learner(ep.support_x[i]), ep.support_y[i])
+            grads = torch.autograd.grad(loss, list(learner.parameters()), create_graph=not method.first_order)
+            patch_module(learner, grads, method.inner_lr)
+        (method.task_loss(learner(ep.query_x[i]), ep.query_y[i]) / tasks).backward()
+    opt.step()
+
+
+def package_step(method, ep, opt) -> None:
+    loss, _ = method.loss(ep)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def child(family: str, steps: int, order: str, variant: str, repeats: int, device: str, grad_file: str) -> None:
+    dev = torch.device(device)
+    method, ep = setup(family, steps, order, variant, dev)
+    opt = torch.optim.Adam(method.parameters(), 1e-3)
+    step = clone_step if variant == "clone" else package_step
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    else:
+        before = rss_bytes()
+    # first step: record the meta-gradient at the initial weights (also the warm-up)
+    opt.zero_grad(set_to_none=True)
+    lr_backup = opt.param_groups[0]["lr"]
+    opt.param_groups[0]["lr"] = 0.0  # the gradient-recording step leaves the weights unchanged
+    step(method, ep, opt)
+    torch.save([p.grad.detach().cpu() for p in method.net.parameters()], grad_file)
+    opt.param_groups[0]["lr"] = lr_backup
+    times = []
+    for _ in range(repeats):
+        sync()
+        t = time.perf_counter()
+        step(method, ep, opt)
+        sync()
+        times.append(time.perf_counter() - t)
+    peak = (torch.cuda.max_memory_allocated() if dev.type == "cuda" else peak_rss_bytes()) - before
+    print(json.dumps({"ms": 1e3 * statistics.median(times), "peak_mb": peak / 2**20}))
+
+
+def run_child(shape, variant, args, grad_file) -> dict | str:
+    family, steps, order = shape
+    cmd = [sys.executable, __file__, "--child", family, str(steps), order, variant, "--repeats", str(args.repeats),
+           "--device", args.device, "--grad-file", grad_file]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        return (res.stderr.strip().splitlines() or ["failed"])[-1][:60]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def rel_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    num = sum(float(((x - y) ** 2).sum()) for x, y in zip(a, b)) ** 0.5
+    den = sum(float((y**2).sum()) for y in b) ** 0.5
+    return num / max(den, 1e-30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3, help="timed meta-steps per variant (median reported)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--only", choices=["conv4", "sinusoid"], help="run one family only")
+    parser.add_argument("--all", action="store_true", help="include the Conv-4 vmap runs with 5 inner steps")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--grad-file", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        family, steps, order, variant = args.child
+        child(family, int(steps), order, variant, args.repeats, args.device, args.grad_file)
+        return
+    print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, "
+          f"median of {args.repeats} meta-steps (forward, inner adaptation, outer backward, Adam step)\n")
+    header = (f"{'model':9s} {'steps':>5s} {'order':>6s} | {'vmap ms':>9s} {'loop ms':>9s} {'clone ms':>9s} | "
+              f"{'vmap MB':>8s} {'loop MB':>8s} {'clone MB':>8s} | {'best/clone':>10s} {'best':>5s} | grad rel. diff")
+    print(header)
+    print("-" * len(header))
+    with tempfile.TemporaryDirectory() as tmp:
+        for shape in SHAPES:
+            if args.only and shape[0] != args.only:
+                continue
+            res, grads = {}, {}
+            for v in VARIANTS:
+                gf = str(Path(tmp) / f"{v}.pt")
+                if (*shape, v) in HEAVY and not args.all and args.device == "cpu":
+                    res[v] = "skipped: needs > 10 GB on a CPU (--all runs it)"
+                    continue
+                res[v] = run_child(shape, v, args, gf)
+                if isinstance(res[v], dict):
+                    grads[v] = torch.load(gf)
+            ok = {v: r for v, r in res.items() if isinstance(r, dict)}
+
+            def cell(v, key, width, ok=ok):
+                return f"{ok[v][key]:{width}.1f}" if v in ok else f"{'-':>{width}s}"
+
+            pkg = {v: ok[v]["ms"] for v in ("vmap", "loop") if v in ok}
+            best = min(pkg, key=pkg.get) if pkg else "-"
+            ratio = f"{pkg[best] / ok['clone']['ms']:10.3f}" if pkg and "clone" in ok else f"{'-':>10s}"
+            diffs = " ".join(f"{v} {rel_diff(grads[v], grads['clone']):.1e}" for v in ("vmap", "loop")
+                             if v in grads and "clone" in grads)
+            family, steps, order = shape
+            print(f"{family:9s} {steps:5d} {order:>6s} | {cell('vmap', 'ms', 9)} {cell('loop', 'ms', 9)} "
+                  f"{cell('clone', 'ms', 9)} | {cell('vmap', 'peak_mb', 8)} {cell('loop', 'peak_mb', 8)} "
+                  f"{cell('clone', 'peak_mb', 8)} | {ratio} {best:>5s} | {diffs}", flush=True)
+            for v, r in res.items():
+                if v not in ok:
+                    print(f"    {v}: {r}")
+    print("\nbest/clone: the faster package strategy's time over the clone-per-task baseline's "
+          "(targets: sinusoid <= 0.2, i.e. >= 5x; Conv-4 <= 1.05).")
+    print("MB: peak resident memory above the process's memory before the first meta-step.")
+
+
+if __name__ == "__main__":
+    main()

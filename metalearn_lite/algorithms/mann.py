@@ -1,0 +1,335 @@
+"""Memory-Augmented Neural Network with least-recently-used access (Santoro et al., 2016).
+
+An LSTM controller reads drawings one at a time together with the previous step's label and
+learns, across many episodes, to *store* each drawing's features with its label in an external
+memory and to *retrieve* them when a drawing of the same class comes back: the learning inside an
+episode happens in the memory, with no gradient step.
+
+At step ``t`` the controller emits one key ``k_t`` and one gate ``alpha`` per head.  With ``M_t`` the
+``N x M`` memory, usage ``w^u`` and read weights ``w^r``:
+
+* read (content addressing by cosine similarity)::
+
+      w^r_t(i) = softmax_i( beta * cos(k_t, M_{t-1}(i)) ),     r_t = sum_i w^r_t(i) M_{t-1}(i)
+
+* write (to the slot read last step or to a least-used slot)::
+
+      w^w_t = sigmoid(alpha) * w^r_{t-1} + (1 - sigmoid(alpha)) * w^lu_{t-1}
+      M_t(i) = M_{t-1}(i) + w^w_t(i) k_t              (least-used slots are zeroed first)
+
+* usage::
+
+      w^u_t = gamma * w^u_{t-1} + w^r_t + w^w_t,      w^lu_t = 1 on the least-used slots
+
+and the output is ``softmax(W [h_t, r_t])``.  Three choices of ours, all small: the read looks at
+the memory *before* this step's write (the key just written would otherwise always be the best
+match for itself, and the read would return the key instead of what earlier steps stored); each head
+gets its own least-used slot (head ``j`` the ``j``-th least used, so the heads never add their keys
+into one slot); and the cosine is scaled by a learned strength ``beta = 1 + softplus`` (the paper's
+plain cosine in ``[-1, 1]`` gives a nearly uniform softmax over 128 slots).
+
+:class:`LSTMOneShot` is the paper's baseline: the same inputs and outputs with an LSTM only.
+Both implement :class:`~metalearn_lite.fewshot.FewShotClassifier` (the support set is shown in a
+random order, then every query is answered from the state after the support set).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..evaluation import mean_ci, presentation_accuracy
+from ..fewshot import check_task
+from .base import EpisodicMethod
+from .ntm import EPS
+
+
+def least_used(usage: torch.Tensor, n: int) -> torch.Tensor:
+    """One-hot rows marking the ``n`` least-used slots: ``(B, N)`` -> ``(B, n, N)`` (row ``j``: ``j``-th least used).
+
+    Ties go to the lower slot index.
+    """
+    if n > usage.shape[-1]:
+        raise ValueError(f"{n} heads need {n} distinct least-used slots, but the memory has {usage.shape[-1]}")
+    # a stable sort on usage breaks ties by slot index, so an empty memory fills from slot 0
+    idx = torch.sort(usage, dim=-1, stable=True).indices[:, :n]
+    return F.one_hot(idx, usage.shape[-1]).to(usage.dtype)
+
+
+@dataclass
+class MANNState:
+    """What the MANN carries from one step to the next (``B`` sequences, ``R`` heads)."""
+
+    memory: torch.Tensor  # (B, N, M)
+    reads: torch.Tensor  # (B, R, M)
+    read_w: torch.Tensor  # (B, R, N)
+    usage: torch.Tensor  # (B, N)
+    controller: tuple[torch.Tensor, torch.Tensor]  # LSTM (h, c)
+
+
+class SequenceClassifier(EpisodicMethod):
+    """What the MANN and its LSTM baseline share: inputs, the loss, per-presentation accuracy, few-shot use.
+
+    A subclass implements ``forward(images (B, L, 1, H, W), labels (B, L)) -> (logits (B, L, classes), info)``
+    where step ``t`` may only use ``labels[:, :t]`` (the labels are shifted inside: :meth:`inputs`).
+    """
+
+    queries_needed = False
+    train_defaults: dict[str, Any] = dict(
+        ways=5, shots=10, tasks=64, steps=100000, lr=1e-3, lr_decay=0.5, lr_decay_every=1000000, grad_clip=10.0,
+        rotations=True, augment=False, image_size=28, val_every=100, val_episodes=200, save_every=100,
+    )
+
+    def __init__(self, classes: int, image_size: int, **config: Any) -> None:
+        super().__init__(classes=classes, image_size=image_size, **config)
+        for name, v in (("classes", classes), ("image_size", image_size)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int; got {v!r}")
+        self.classes, self.image_size = classes, image_size
+        self.input_size = image_size * image_size + classes
+
+    def inputs(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``[x_t, onehot(y_{t-1})]`` for every step: ``(B, L, 1, H, W)``, ``(B, L)`` -> ``(B, L, H*W + classes)``."""
+        s = self.image_size
+        if not isinstance(images, torch.Tensor) or images.dim() != 5 or tuple(images.shape[2:]) != (1, s, s):
+            shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+            raise ValueError(
+                f"images must be (batch, steps, 1, {s}, {s}) for this model (built for {s}x{s} drawings); got "
+                f"{shape}. Load the data with omniglot_split(..., size={s})"
+            )
+        if labels.shape != images.shape[:2]:
+            raise ValueError(f"labels must be (batch, steps) = {tuple(images.shape[:2])}; got {tuple(labels.shape)}")
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.classes):
+            raise ValueError(
+                f"labels must lie in 0..{self.classes - 1}: this model was built for episodes of at most "
+                f"{self.classes} classes; got labels {int(labels.min())}..{int(labels.max())}"
+            )
+        onehot = F.one_hot(labels.long(), self.classes).to(images.dtype)
+        prev = torch.cat([torch.zeros_like(onehot[:, :1]), onehot[:, :-1]], 1)
+        return torch.cat([images.flatten(2), prev], -1)
+
+    def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = batch
+        logits, _ = self(images, labels)
+        loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten())
+        return loss, (logits.argmax(-1) == labels).float().mean()
+
+    @torch.no_grad()
+    def presentation_accuracy(self, images: torch.Tensor, labels: torch.Tensor, chunk: int = 100,
+                              presentations: int | None = None) -> torch.Tensor:
+        """Per-episode accuracy at each presentation: ``(T, L, 1, H, W)``, ``(T, L)`` -> ``(T, P)``.
+
+        ``P`` defaults to the most presentations of a class in the episodes (10 for 5 x 10 episodes).
+        """
+        was = self.training
+        self.eval()
+        try:
+            correct = torch.cat([self(images[i : i + chunk], labels[i : i + chunk])[0].argmax(-1)
+                                 == labels[i : i + chunk] for i in range(0, len(labels), chunk)])
+        finally:
+            self.train(was)
+        if presentations is None:
+            presentations = int(F.one_hot(labels.long(), self.classes).sum(1).max())
+        return presentation_accuracy(correct.cpu(), labels.cpu(), presentations)
+
+    def task_source(self, config: Any, device: torch.device) -> Any:
+        from ..datasets.omniglot_sequences import OmniglotSequences
+
+        if config.ways > self.classes:
+            raise ValueError(f"{config.ways}-way episodes need a model with classes >= {config.ways}; "
+                             f"this one has {self.classes}")
+        if config.image_size != self.image_size:
+            raise ValueError(f"the model was built for {self.image_size}px drawings but the run loads "
+                             f"{config.image_size}px ones: pass --image-size {self.image_size}")
+        return OmniglotSequences(config, device)
+
+    def evaluate_report(self, episodes: int = 600, seed: int = 0, split: str = "test", shots: int = 10) -> str:
+        """Accuracy at presentations 1, 2, 3, 5, 10 (± 95 % CI over episodes) on ``split``'s alphabets."""
+        from ..datasets.omniglot import omniglot_split
+        from ..datasets.omniglot_sequences import SequenceEpisodes
+
+        device = next(self.parameters()).device
+        data = omniglot_split(split, size=self.image_size).images.to(device)
+        x, y = SequenceEpisodes(data, self.classes, shots, seed=seed).sample(episodes)
+        acc = self.presentation_accuracy(x, y)
+        lines = [f"accuracy by presentation ({self.classes} classes x {shots} drawings, {episodes} episodes "
+                 f"of the {split} alphabets):"]
+        for k in (1, 2, 3, 5, 10):
+            if k <= acc.shape[1]:
+                mean, ci = mean_ci(acc[:, k - 1])
+                lines.append(f"  presentation {k:2d}: {100 * mean:6.2f} ± {100 * ci:.2f} %")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ few-shot classifier
+
+    def logits(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
+        """One task: the support set in a fixed random order, then each query from the state after it.
+
+        ``(S, 1, H, W), (S,), (Q, 1, H, W) -> (Q, N)``.  ``N`` may not exceed ``classes``.
+        """
+        classes, targets = check_task(support_x, support_y, query_x)
+        n = len(classes)
+        if n > self.classes:
+            raise ValueError(f"this model answers at most {self.classes} classes per task; the support set has {n}")
+        order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(0)).to(targets.device)
+        sx, sy = support_x[order].unsqueeze(0), targets[order].unsqueeze(0)
+        state = self.expand_state(self(sx, sy)[1]["state"], query_x.shape[0])
+        # every query is shown as the next step, with the last support label as the "previous label"
+        self.inputs(query_x.unsqueeze(1), torch.zeros_like(targets[:1]).expand(query_x.shape[0], 1))  # checks shapes
+        last = F.one_hot(sy[0, -1], self.classes).to(query_x.dtype).expand(query_x.shape[0], -1)
+        out, _ = self.run_inputs(torch.cat([query_x.flatten(1), last], -1).unsqueeze(1), state)
+        return out[:, 0, :n]
+
+
+class MANN(SequenceClassifier):
+    """MANN with an LSTM controller and LRU access memory (module docstring).
+
+    Args:
+        classes: output classes (and width of the label input): 5 in the paper's 5-way episodes.
+        image_size: side of the drawings (flattened into the input).
+        hidden: LSTM units (200 in the paper).
+        memory_size, memory_width: ``N`` slots of width ``M`` (128 x 40).
+        read_heads: heads (4); each reads with its own key and writes that key.
+        gamma: usage decay (0.95).
+
+    The memory starts at zero (an empty slot has cosine 0 with every key) and the key strength
+    starts near 11: with ``beta`` near 1 a read spreads over all 128 slots (a matching slot gets
+    ``e^1`` against ``e^0`` for each of the others), the retrieved vector is a blur, and training
+    sits on a plateau where only the first-presentation guess improves.
+    """
+
+    name = "mann"
+
+    def __init__(self, classes: int = 5, image_size: int = 28, hidden: int = 200, memory_size: int = 128,
+                 memory_width: int = 40, read_heads: int = 4, gamma: float = 0.95) -> None:
+        super().__init__(classes, image_size, hidden=hidden, memory_size=memory_size, memory_width=memory_width,
+                         read_heads=read_heads, gamma=gamma)
+        for name, v in (("hidden", hidden), ("memory_size", memory_size), ("memory_width", memory_width),
+                        ("read_heads", read_heads)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int; got {v!r}")
+        if read_heads > memory_size:
+            raise ValueError(f"memory_size={memory_size} is too small for {read_heads} heads: each head writes "
+                             "to its own least-used slot; use memory_size >= read_heads")
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma (usage decay) must lie in [0, 1]; got {gamma}")
+        self.hidden, self.n, self.m, self.heads, self.gamma = hidden, memory_size, memory_width, read_heads, gamma
+        self.lstm = nn.LSTMCell(self.input_size + read_heads * memory_width, hidden)
+        self.interface = nn.Linear(hidden, read_heads * (memory_width + 2))  # key, alpha, beta per head
+        with torch.no_grad():  # reads start selective: beta = 1 + softplus(10) ~ 11 (see the class docstring)
+            self.interface.bias.view(read_heads, memory_width + 2)[:, -1] = 10.0
+        self.out = nn.Linear(hidden + read_heads * memory_width, classes)
+
+    def initial_state(self, batch: int) -> MANNState:
+        p = self.out.weight
+        z = p.new_zeros(batch, self.hidden)
+        return MANNState(
+            memory=p.new_zeros(batch, self.n, self.m),
+            reads=p.new_zeros(batch, self.heads, self.m),
+            read_w=p.new_zeros(batch, self.heads, self.n),
+            usage=p.new_zeros(batch, self.n),
+            controller=(z, z),
+        )
+
+    def _weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The LSTM's weights split for speed: input part, [reads, h] part, and the summed biases."""
+        w_ih, n_in = self.lstm.weight_ih, self.input_size
+        w_rh = torch.cat([w_ih[:, n_in:], self.lstm.weight_hh], 1)
+        return w_ih[:, :n_in], w_rh, self.lstm.bias_ih + self.lstm.bias_hh
+
+    def forward_step(
+        self, inp: torch.Tensor, state: MANNState
+    ) -> tuple[torch.Tensor, MANNState, dict[str, torch.Tensor]]:
+        """One step: ``inp`` ``(B, H*W + classes)`` -> logits ``(B, classes)``, new state, weightings."""
+        w_x, w_rh, bias = self._weights()
+        return self._step(F.linear(inp, w_x, bias), w_rh, state)
+
+    def _step(self, gates_x: torch.Tensor, w_rh: torch.Tensor, state: MANNState):
+        """:meth:`forward_step` with the input's share of the LSTM gates ``(B, 4 * hidden)`` precomputed."""
+        b = gates_x.shape[0]
+        h, c = state.controller
+        # the LSTM cell (gate order of torch.nn.LSTMCell: input, forget, cell, output)
+        i, f, g, o = (gates_x + F.linear(torch.cat([state.reads.flatten(1), h], -1), w_rh)).chunk(4, 1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        params = self.interface(h).view(b, self.heads, self.m + 2)
+        keys = torch.tanh(params[..., : self.m])  # (B, R, M)
+        alpha = torch.sigmoid(params[..., self.m : self.m + 1])  # (B, R, 1)
+        beta = 1 + F.softplus(params[..., self.m + 1 :])  # (B, R, 1)
+        # read first, from the memory as the earlier steps left it: cosine of every key with every slot (B, R, N)
+        memory = state.memory
+        sim = (keys @ memory.transpose(1, 2)) / (keys.norm(dim=-1, keepdim=True) * memory.norm(dim=-1).unsqueeze(1)
+                                                 + EPS)
+        read_w = torch.softmax(beta * sim, -1)
+        reads = read_w @ memory  # (B, R, M)
+        # then write the keys: to the slots read last step, or to the least-used ones (zeroed first)
+        lu = least_used(state.usage, self.heads)  # (B, R, N) one-hot rows
+        write_w = alpha * state.read_w + (1 - alpha) * lu
+        memory = memory * (1 - lu.sum(1).clamp_max(1)).unsqueeze(-1)
+        memory = memory + write_w.transpose(1, 2) @ keys  # (B, N, M)
+        usage = self.gamma * state.usage + read_w.sum(1) + write_w.sum(1)
+        logits = self.out(torch.cat([h, reads.flatten(1)], -1))
+        return logits, MANNState(memory, reads, read_w, usage, (h, c)), {"read": read_w, "write": write_w}
+
+    def run_inputs(self, inputs: torch.Tensor, state: MANNState | None = None):
+        """Steps over prepared inputs ``(B, L, H*W + classes)`` -> logits ``(B, L, classes)`` and info."""
+        state = state or self.initial_state(inputs.shape[0])
+        w_x, w_rh, bias = self._weights()
+        gates_x = F.linear(inputs, w_x, bias)  # every step's input share of the gates in one product
+        outs, reads, writes, usages = [], [], [], []
+        for t in range(inputs.shape[1]):
+            y, state, w = self._step(gates_x[:, t], w_rh, state)
+            outs.append(y)
+            reads.append(w["read"])
+            writes.append(w["write"])
+            usages.append(state.usage)
+        return torch.stack(outs, 1), {"read": torch.stack(reads, 1), "write": torch.stack(writes, 1),
+                                      "usage": torch.stack(usages, 1), "memory": state.memory, "state": state}
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor):
+        """``(B, L, 1, H, W)``, ``(B, L)`` -> logits ``(B, L, classes)`` and a dict of per-step
+        ``"read"``/``"write"`` weightings ``(B, L, R, N)``, ``"usage"`` ``(B, L, N)``, the final
+        ``"memory"`` and ``"state"``."""
+        return self.run_inputs(self.inputs(images, labels))
+
+    @staticmethod
+    def expand_state(state: MANNState, q: int) -> MANNState:
+        """A one-sequence state repeated for ``q`` sequences."""
+        return MANNState(state.memory.expand(q, -1, -1), state.reads.expand(q, -1, -1),
+                         state.read_w.expand(q, -1, -1), state.usage.expand(q, -1),
+                         tuple(s.expand(q, -1) for s in state.controller))
+
+
+class LSTMOneShot(SequenceClassifier):
+    """The baseline of Santoro et al.: an LSTM on the same ``[x_t, y_{t-1}]`` inputs, no external memory.
+
+    Args:
+        classes, image_size: as :class:`MANN`.
+        hidden: LSTM units.
+    """
+
+    name = "lstm_oneshot"
+
+    def __init__(self, classes: int = 5, image_size: int = 28, hidden: int = 200) -> None:
+        super().__init__(classes, image_size, hidden=hidden)
+        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+            raise ValueError(f"hidden must be a positive int; got {hidden!r}")
+        self.hidden = hidden
+        self.lstm = nn.LSTM(self.input_size, hidden, batch_first=True)
+        self.out = nn.Linear(hidden, classes)
+
+    def run_inputs(self, inputs: torch.Tensor, state: dict[str, Any] | None = None):
+        h, (hn, cn) = self.lstm(inputs, None if state is None else state["controller"])
+        return self.out(h), {"state": {"controller": (hn, cn)}}
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor):
+        """``(B, L, 1, H, W)``, ``(B, L)`` -> logits ``(B, L, classes)`` and ``{"state": ...}``."""
+        return self.run_inputs(self.inputs(images, labels))
+
+    @staticmethod
+    def expand_state(state: dict[str, Any], q: int) -> dict[str, Any]:
+        return {"controller": tuple(s.expand(-1, q, -1).contiguous() for s in state["controller"])}

@@ -1,0 +1,87 @@
+"""The one-shot sequence task of Santoro et al. (2016) on Omniglot.
+
+An episode draws ``ways`` characters and ``shots`` drawings of each, gives the characters the labels
+``0..ways-1`` in a random order (a new assignment every episode), and shows the ``ways * shots``
+drawings in a random order.  At step ``t`` the model sees drawing ``x_t`` together with the *previous*
+step's label ``y_{t-1}`` (one-hot; zeros at ``t = 0``) and must output ``y_t``.  The first drawing of a
+class can only be guessed; from the second presentation on, the label was shown a few steps before::
+
+    images  (T, L, 1, H, W)      L = ways * shots, in presentation order
+    labels  (T, L)               0..ways-1
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from ..augment import random_affine
+from ..episodes import EpisodeSampler
+from ..task_sources import TaskSource
+from .omniglot import omniglot_split
+
+if TYPE_CHECKING:
+    from ..training import TrainConfig
+
+
+def shuffle_episodes(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Put each of ``T`` class-major episodes ``(T, L, ...)``, ``(T, L)`` in its own random order."""
+    t, length = labels.shape
+    order = torch.rand(t, length, generator=generator).argsort(1).to(labels.device)
+    return images[torch.arange(t, device=labels.device).unsqueeze(1), order], labels.gather(1, order)
+
+
+class SequenceEpisodes:
+    """Seeded episode sequences from grouped images ``(classes, drawings, 1, H, W)`` (module docstring)."""
+
+    def __init__(self, images: torch.Tensor, ways: int = 5, shots: int = 10, seed: int = 0,
+                 device: str | torch.device | None = None) -> None:
+        self.sampler = EpisodeSampler(images, ways=ways, shots=shots, queries=0, seed=seed, device=device)
+        self.ways, self.shots = ways, shots
+        self.order_generator = torch.Generator().manual_seed(seed + 7)
+
+    def generators(self) -> dict[str, torch.Generator]:
+        return {"sampler": self.sampler.generator, "order": self.order_generator}
+
+    def sample(self, tasks: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``tasks`` episodes: images ``(T, L, 1, H, W)`` and labels ``(T, L)``."""
+        ep = self.sampler.sample(tasks)  # classes come in a random order: labels are shuffled per episode
+        return shuffle_episodes(ep.support_x, ep.support_y, self.order_generator)
+
+
+class OmniglotSequences(TaskSource):
+    """Training meta-batches of ``config.tasks`` episodes of ``config.ways`` x ``config.shots`` drawings.
+
+    Data: the meta-train alphabets at ``config.image_size`` pixels (with rotations as extra classes
+    when ``config.rotations``; a random affine distortion of every drawing when ``config.augment``).
+    Validation: ``config.val_episodes`` fixed episodes of the meta-val alphabet, scored by the mean
+    accuracy over presentations 2..shots (metrics: that mean and the 1st, 2nd, 5th, 10th).
+    """
+
+    def __init__(self, config: TrainConfig, device: torch.device) -> None:
+        cfg = self.config = config
+        train = omniglot_split("train", size=cfg.image_size, by=cfg.by, rotations=cfg.rotations, seed=cfg.seed)
+        self.episodes = SequenceEpisodes(train.images.to(device), cfg.ways, cfg.shots, seed=cfg.seed)
+        self.augment_generator = torch.Generator().manual_seed(cfg.seed + 1)
+        val = omniglot_split("val", size=cfg.image_size, by=cfg.by, seed=cfg.seed).images.to(device)
+        self.val = SequenceEpisodes(val, cfg.ways, cfg.shots, seed=12345).sample(cfg.val_episodes)
+
+    def generators(self) -> dict[str, torch.Generator]:
+        return {**self.episodes.generators(), "augment": self.augment_generator}
+
+    def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.episodes.sample(self.config.tasks)
+        if self.config.augment:
+            x = random_affine(x.flatten(0, 1), self.augment_generator).view_as(x)
+        return x, y
+
+    @torch.no_grad()
+    def validate(self, method: torch.nn.Module) -> tuple[float, dict[str, float]]:
+        method.eval()
+        acc = method.presentation_accuracy(*self.val).nanmean(0)  # (shots,)
+        score = float(acc[1:].mean())
+        metrics = {"val_acc": score}
+        metrics.update({f"val_acc{k}": float(acc[k - 1]) for k in (1, 2, 5, 10) if k <= len(acc)})
+        return score, metrics

@@ -1,0 +1,136 @@
+"""Lesson 01: the experiment helpers and the exercise checks (right answers pass, wrong ones explain)."""
+
+from __future__ import annotations
+
+import matplotlib
+import pytest
+import torch
+
+from metalearn_lite.lessons.checks_scarcity import CheckFailed, check_random_labels, check_split
+from metalearn_lite.lessons.scarcity import (
+    Split,
+    fit_cnn,
+    fit_sklearn,
+    learning_curves,
+    memorisation,
+    pick_classes,
+    sklearn_models,
+    split_drawings,
+)
+from metalearn_lite.lessons.scarcity_plots import plot_fit, plot_learning_curves
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="module")
+def chars(omniglot):
+    return pick_classes(omniglot.images, 5, seed=0)
+
+
+def test_split_drawings_is_disjoint_and_balanced(chars):
+    s = split_drawings(chars, 3, held_out=5, seed=1)
+    assert s.x_train.shape == (15, 1, 28, 28) and s.x_test.shape == (25, 1, 28, 28)
+    assert torch.equal(torch.bincount(s.y_train), torch.full((5,), 3))
+    assert torch.equal(torch.bincount(s.y_test), torch.full((5,), 5))
+    flat = chars.flatten(0, 1).flatten(1)
+    for x in torch.cat([s.x_train, s.x_test]):  # every image is a real drawing ...
+        assert (flat == x.flatten()).all(1).any()
+    shared = (s.x_train.flatten(1)[:, None] == s.x_test.flatten(1)[None]).all(-1)
+    assert not shared.any()  # ... and no drawing is in both sets
+    # the held-out drawings do not depend on K: a learning curve tests every K on the same images
+    assert torch.equal(split_drawings(chars, 10, 5, seed=1).x_test, s.x_test)
+    with pytest.raises(ValueError, match="shots"):
+        split_drawings(chars, 16, held_out=5)
+
+
+def test_models_fit_and_memorise(chars):
+    s = split_drawings(chars, 2, held_out=3)
+    for factory in sklearn_models().values():
+        train_acc, test_acc = fit_sklearn(factory, s)
+        assert train_acc == 1.0 and 0.0 <= test_acc <= 1.0  # 2 examples per class are always fitted
+    fit = fit_cnn(s, width=8, steps=80)
+    assert fit.train_acc >= 0.9 and fit.parameters > 0
+    mem = memorisation(s, hidden=64, steps=150)
+    assert mem["random labels"].train_acc == 1.0  # a big enough net fits labels that mean nothing
+
+
+def test_learning_curves_shape_and_plots(chars):
+    curves = learning_curves(chars, shots=[1, 3], seeds=[0], cnn_steps=5, held_out=2)
+    assert len(curves) == 4
+    for c in curves.values():
+        assert c["train"].shape == (2, 1) and ((0 <= c["test"]) & (c["test"] <= 1)).all()
+    assert plot_learning_curves(curves, [1, 3], chance=0.2) is not None
+    assert plot_fit(fit_cnn(split_drawings(chars, 1, 2), width=8, steps=3), "x", 0.2) is not None
+
+
+# ----------------------------------------------------------------------------- exercise checks
+
+
+def split_ok(images, shots, held_out, generator):
+    s: Split = split_drawings(images, shots, held_out, seed=int(torch.randint(0, 99, (1,), generator=generator)))
+    return s.x_train, s.y_train, s.x_test, s.y_test
+
+
+def split_first_k(images, shots, held_out, generator):  # deterministic is fine too
+    c = images.shape[0]
+    y = torch.arange(c)
+    return (images[:, :shots].flatten(0, 1), y.repeat_interleave(shots),
+            images[:, -held_out:].flatten(0, 1), y.repeat_interleave(held_out))
+
+
+def split_overlap(images, shots, held_out, generator):
+    c = images.shape[0]
+    y = torch.arange(c)
+    return (images[:, :shots].flatten(0, 1), y.repeat_interleave(shots),
+            images[:, :held_out].flatten(0, 1), y.repeat_interleave(held_out))
+
+
+def split_global(images, shots, held_out, generator):  # shuffles the whole pile: classes unbalanced
+    flat = images.flatten(0, 1)
+    y = torch.arange(images.shape[0]).repeat_interleave(images.shape[1])
+    p = torch.randperm(len(flat), generator=generator)
+    n, m = images.shape[0] * shots, images.shape[0] * held_out
+    return flat[p[:n]], y[p[:n]], flat[p[-m:]], y[p[-m:]]
+
+
+def split_bad_labels(images, shots, held_out, generator):
+    xtr, ytr, xte, yte = split_first_k(images, shots, held_out, generator)
+    return xtr, torch.arange(shots).repeat(images.shape[0]), xte, yte
+
+
+@pytest.mark.parametrize("fn", [split_ok, split_first_k])
+def test_check_split_accepts(fn, capsys):
+    assert check_split(fn, strict=True)
+    assert capsys.readouterr().out.startswith("Correct!")
+
+
+@pytest.mark.parametrize(
+    "fn, match",
+    [
+        (lambda *a: None, "returned None"),
+        (split_overlap, "in both sets"),
+        (split_global, "drawings per class"),
+        (split_bad_labels, "labels do not belong"),
+    ],
+)
+def test_check_split_explains(fn, match):
+    with pytest.raises(CheckFailed, match=match):
+        check_split(fn, strict=True)
+
+
+def test_check_split_prints_not_yet(capsys):
+    assert check_split(split_overlap) is False
+    assert capsys.readouterr().out.startswith("Not yet:")
+
+
+def test_check_random_labels():
+    assert check_random_labels(lambda y, g: y[torch.randperm(len(y), generator=g)], strict=True)
+    cases = [
+        (lambda y, g: y, "unchanged"),
+        (lambda y, g: torch.randint(0, 10, y.shape, generator=g), "counts"),
+        (lambda y, g: y[torch.randperm(len(y))], "same generator seed"),
+        (lambda y, g: y.flip(0), "two different generator seeds"),
+    ]
+    for fn, match in cases:
+        with pytest.raises(CheckFailed, match=match):
+            check_random_labels(fn, strict=True)

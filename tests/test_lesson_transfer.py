@@ -1,0 +1,152 @@
+"""Lesson 06: the comparison table comes from the shared evaluate; shifts; the exercise checks."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+import pytest
+import torch
+import torch.nn.functional as F
+
+import metalearn_lite.lessons.comparison as comparison
+from metalearn_lite import evaluate
+from metalearn_lite.algorithms.transfer import CosineHead, LinearProbe, Pretrained
+from metalearn_lite.evaluation import EvalResult
+from metalearn_lite.lessons.checks_transfer import CheckFailed, check_cosine_logits, check_freeze
+from metalearn_lite.lessons.comparison import (
+    SHIFTS,
+    compare,
+    plot_by_shots,
+    ranking,
+    shift_images,
+    table_markdown,
+)
+from metalearn_lite.lessons.transfer_pitfall import copied_example
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="module")
+def small(omniglot):
+    return omniglot.images[:10]
+
+
+@pytest.fixture(scope="module")
+def methods():
+    torch.manual_seed(0)
+    return {"pixels": LinearProbe(None, head="centroid"), "random conv": Pretrained(hidden=8, classes=10).eval()}
+
+
+def test_table_numbers_are_those_of_the_shared_evaluate(small, methods):
+    rows = compare(methods, small, ways=3, shots=2, episodes=6, episodes_for={"random conv": 4}, seed=3)
+    assert [r.method for r in rows] == ["pixels", "random conv"]
+    for row, n in zip(rows, (6, 4)):
+        direct = evaluate(methods[row.method], small, ways=3, shots=2, queries=15, episodes=n, seed=3)
+        assert torch.equal(row.result.accuracies, direct.accuracies)  # same tasks, same numbers
+        assert f"{100 * direct.mean:.1f} ± {100 * direct.ci95:.1f} %" in table_markdown(rows)
+        assert row.seconds_per_task > 0
+
+
+def test_compare_calls_the_evaluate_function_every_lesson_uses(small, methods, monkeypatch):
+    calls = []
+
+    def spy(clf, data, ways, shots, queries, episodes, seed):
+        calls.append((clf, ways, shots, queries, episodes, seed))
+        return EvalResult(torch.full((episodes,), 0.5, dtype=torch.float64), ways, shots, queries)
+
+    assert comparison.evaluate is evaluate  # the module uses the package's one evaluation function
+    monkeypatch.setattr(comparison, "evaluate", spy)
+    rows = compare(methods, small, ways=4, shots=5, episodes=7, seed=9)
+    assert [c[1:] for c in calls] == [(4, 5, 15, 7, 9)] * 2  # same tasks (seed) for every method
+    assert [c[0] for c in calls] == list(methods.values())
+    assert all(r.mean == 0.5 for r in rows)
+
+
+def test_compare_reports_methods_that_cannot_run_the_task(small):
+    class ThreeWayOnly(LinearProbe):
+        def logits(self, sx, sy, qx):
+            if len(sy.unique()) > 3:
+                raise ValueError("this model answers at most 3 classes per task; the support set has more")
+            return super().logits(sx, sy, qx)
+
+    rows = compare({"3-way": ThreeWayOnly(None)}, small, ways=5, shots=1, episodes=2)
+    assert rows[0].result is None and math.isnan(rows[0].mean) and "at most 3 classes" in rows[0].note
+    assert "n/a" in table_markdown(rows)
+
+
+def test_shifts(small):
+    assert shift_images(small, "none") is small
+    torch.testing.assert_close(shift_images(small, "inverted"), 1 - small)
+    scrambled = shift_images(small, "scrambled")
+    # the same pixels, in another order, with one order for every image
+    torch.testing.assert_close(scrambled.flatten(-2).sort(-1).values, small.flatten(-2).sort(-1).values)
+    perm = shift_images(torch.arange(784.0).view(1, 1, 1, 28, 28).expand(2, 3, 1, 28, 28), "scrambled")
+    assert torch.equal(perm[0, 0], perm[1, 2]) and not torch.equal(perm[0, 0], torch.arange(784.0).view(1, 28, 28))
+    distorted = shift_images(small, "distorted")
+    assert distorted.shape == small.shape and not torch.equal(distorted, small)
+    assert torch.equal(distorted, shift_images(small, "distorted"))  # seeded
+    assert set(SHIFTS) == {"none", "inverted", "distorted", "scrambled"}
+    with pytest.raises(ValueError, match="unknown shift"):
+        shift_images(small, "blurred")
+
+
+def test_plot_and_ranking(small, methods):
+    rows = compare(methods, small, ways=3, shots=1, episodes=3) + compare(methods, small, ways=3, shots=2, episodes=3)
+    assert plot_by_shots(rows, "none", ways=3) is not None
+    assert sorted(ranking(rows[:2])) == ["pixels", "random conv"]
+
+
+def test_copied_example_moves_no_knowledge(small):
+    out = copied_example(small[:5], shots=5, held_out=5)
+    assert out["identical weights"] and out["target accuracy"] == out["no-source accuracy"]
+
+
+# ----------------------------------------------------------------------------- exercise checks
+
+
+def test_check_cosine_logits(capsys):
+    def right(z, w, s):
+        return s * F.normalize(z, dim=-1) @ F.normalize(w, dim=-1).T
+
+    assert check_cosine_logits(right, strict=True)
+
+    def with_the_package_head(z, w, s):
+        head = CosineHead(w.shape[1], w.shape[0], scale=s)
+        head.weight.data = w
+        return head(z)
+
+    assert check_cosine_logits(with_the_package_head, strict=True)
+    assert capsys.readouterr().out.startswith("Correct!")
+    cases = [
+        (lambda z, w, s: F.normalize(z, dim=-1) @ F.normalize(w, dim=-1).T, "multiply by scale"),
+        (lambda z, w, s: s * F.normalize(z, dim=-1) @ w.T, "w are not normalised"),
+        (lambda z, w, s: s * z @ F.normalize(w, dim=-1).T, "features z are not normalised"),
+        (lambda z, w, s: s * z @ w.T, "plain .*dot product"),
+        (lambda z, w, s: right(z, w, s).T, "must be \\(7, 3\\)"),
+        (lambda z, w, s: None, "returned None"),
+    ]
+    for fn, match in cases:
+        with pytest.raises(CheckFailed, match=match):
+            check_cosine_logits(fn, strict=True)
+
+
+def test_check_freeze():
+    def right(model, layers):
+        for p in model.features[: 4 * layers].parameters():
+            p.requires_grad_(False)
+
+    def last_blocks(model, layers):
+        for p in model.features[16 - 4 * layers :].parameters():
+            p.requires_grad_(False)
+
+    def convs_only(model, layers):
+        for m in list(model.features)[: 4 * layers]:
+            if isinstance(m, torch.nn.Conv2d):
+                m.requires_grad_(False)
+
+    assert check_freeze(right, strict=True)
+    for fn, match in [(last_blocks, "should train"), (convs_only, "batch-norm weights"),
+                      (lambda m, k: None, "still has requires_grad=True")]:
+        with pytest.raises(CheckFailed, match=match):
+            check_freeze(fn, strict=True)

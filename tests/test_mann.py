@@ -1,0 +1,215 @@
+"""MANN (LRU access memory) and its LSTM baseline: memory maths, label shifting, episodes, errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from metalearn_lite.algorithms import METHODS
+from metalearn_lite.algorithms.mann import MANN, LSTMOneShot, MANNState, least_used
+from metalearn_lite.checkpoints import load_checkpoint
+from metalearn_lite.datasets.omniglot_sequences import SequenceEpisodes, shuffle_episodes
+from metalearn_lite.evaluation import presentation_accuracy, presentation_index
+from metalearn_lite.fewshot import FewShotClassifier
+from metalearn_lite.training import TrainConfig, train
+
+
+def tiny(cls=MANN, **kw):
+    torch.manual_seed(0)
+    if cls is MANN:
+        kw = {"hidden": 16, "memory_size": 8, "memory_width": 6, "read_heads": 2, "image_size": 8, **kw}
+    else:
+        kw = {"hidden": 16, "image_size": 8, **kw}
+    return cls(**kw)
+
+
+def random_episode(batch=3, ways=3, shots=4, size=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(ways).repeat_interleave(shots).expand(batch, -1)
+    images = torch.rand(batch, ways * shots, 1, size, size, generator=g)
+    return shuffle_episodes(images, labels, g)
+
+
+# ----------------------------------------------------------------------------- memory maths by hand
+
+
+def test_least_used_marks_the_smallest_usages_in_order():
+    usage = torch.tensor([[0.5, 0.1, 0.9, 0.3], [0.0, 0.0, 0.0, 0.0]])
+    lu = least_used(usage, 2)
+    assert lu.shape == (2, 2, 4)
+    assert lu[0].tolist() == [[0, 1, 0, 0], [0, 0, 0, 1]]
+    assert lu[1].tolist() == [[1, 0, 0, 0], [0, 1, 0, 0]]  # ties: the lower slot first
+    with pytest.raises(ValueError, match="least-used"):
+        least_used(usage, 5)
+
+
+def test_one_step_writes_to_least_used_slot_and_reads_by_cosine():
+    model = tiny(memory_size=4, memory_width=2, read_heads=1)
+    key, alpha_logit, beta_logit = [0.5, -0.25], 0.0, 0.0  # tanh(key) is written; sigmoid(0) = 0.5
+    with torch.no_grad():
+        model.interface.weight.zero_()
+        model.interface.bias.copy_(torch.tensor([*key, alpha_logit, beta_logit]))
+    k = torch.tanh(torch.tensor(key))
+    memory = torch.tensor([[[1.0, 0.0], [2.0, 2.0], [0.0, 1.0], [-1.0, 1.0]]])
+    state = MANNState(memory=memory.clone(), reads=torch.zeros(1, 1, 2),
+                      read_w=torch.tensor([[[0.0, 0.0, 1.0, 0.0]]]), usage=torch.tensor([[0.5, 0.1, 0.9, 0.3]]),
+                      controller=(torch.zeros(1, 16), torch.zeros(1, 16)))
+    _, new, w = model.forward_step(torch.zeros(1, model.input_size), state)
+    # w^w = 0.5 * previous read (slot 2) + 0.5 * least used (slot 1)
+    torch.testing.assert_close(w["write"][0, 0], torch.tensor([0.0, 0.5, 0.5, 0.0]))
+    # slot 1 (least used) is zeroed, then slots 1 and 2 each receive half the key
+    want = memory.clone()
+    want[0, 1] = 0.5 * k
+    want[0, 2] = memory[0, 2] + 0.5 * k
+    torch.testing.assert_close(new.memory, want)
+    # read, from the memory before the write: softmax(beta * cos), beta = 1 + softplus(0) = 1 + log 2
+    beta = 1 + math.log(2.0)
+    cos = torch.stack([torch.dot(k, m) / (k.norm() * m.norm() + 1e-8) for m in memory[0]])
+    rw = torch.softmax(beta * cos, 0)
+    torch.testing.assert_close(w["read"][0, 0], rw)
+    torch.testing.assert_close(new.reads[0, 0], rw @ memory[0])
+    # usage: gamma * old + read + write
+    torch.testing.assert_close(new.usage[0], 0.95 * torch.tensor([0.5, 0.1, 0.9, 0.3]) + rw
+                               + torch.tensor([0.0, 0.5, 0.5, 0.0]))
+
+
+def test_heads_write_to_different_least_used_slots():
+    model = tiny(memory_size=8, read_heads=3)
+    _, info = model(*random_episode(batch=1))
+    first = info["write"][0, 0]  # step 0: nothing read yet, so each head writes (1 - alpha) to its slot
+    assert (first.argmax(-1).sort().values == torch.tensor([0, 1, 2])).all()
+
+
+def test_presentation_index_and_accuracy_by_hand():
+    labels = torch.tensor([[2, 0, 2, 2, 0, 1]])
+    assert presentation_index(labels).tolist() == [[1, 1, 2, 3, 2, 1]]
+    correct = torch.tensor([[False, True, True, False, True, True]])
+    acc = presentation_accuracy(correct, labels, 3)
+    assert acc.shape == (1, 3)
+    assert acc[0, 0].item() == pytest.approx(2 / 3)  # steps 0, 1, 5
+    assert acc[0, 1].item() == 1.0 and acc[0, 2].item() == 0.0
+    assert torch.isnan(presentation_accuracy(correct, labels, 4)[0, 3])
+    with pytest.raises(ValueError, match="sequences, steps"):
+        presentation_accuracy(correct[0], labels[0], 3)
+
+
+# ----------------------------------------------------------------------------- the models
+
+
+@pytest.mark.parametrize("cls", [MANN, LSTMOneShot])
+def test_shapes_and_causal_label_input(cls):
+    model = tiny(cls, classes=3)
+    x, y = random_episode()
+    logits, info = model(x, y)
+    assert logits.shape == (3, 12, 3)
+    if cls is MANN:
+        assert info["read"].shape == (3, 12, 2, 8) and info["write"].shape == (3, 12, 2, 8)
+        assert info["usage"].shape == (3, 12, 8)
+    # the label of step t enters at step t + 1: changing it leaves steps <= t unchanged
+    y2 = y.clone()
+    y2[:, 5] = (y2[:, 5] + 1) % 3
+    logits2, _ = model(x, y2)
+    torch.testing.assert_close(logits2[:, :6], logits[:, :6])
+    assert not torch.allclose(logits2[:, 6], logits[:, 6])
+
+
+@pytest.mark.parametrize("cls", [MANN, LSTMOneShot])
+def test_deterministic(cls):
+    x, y = random_episode()
+    a, _ = tiny(cls, classes=3)(x, y)
+    b, _ = tiny(cls, classes=3)(x, y)
+    assert torch.equal(a, b)
+
+
+def test_gradients_reach_the_controller_through_the_memory():
+    model = tiny(classes=3)
+    x, y = random_episode()
+    logits, info = model(x, y)
+    info["memory"].sum().backward(retain_graph=True)
+    assert model.lstm.weight_ih.grad.abs().sum() > 0 and model.interface.weight.grad.abs().sum() > 0
+    model.zero_grad()
+    # the keys reach the loss only through the memory (they are written, then read back)
+    torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten()).backward()
+    key_rows = model.interface.weight.grad.view(2, 6 + 2, 16)[:, :6]
+    assert key_rows.abs().sum() > 0
+
+
+@pytest.mark.parametrize("cls", [MANN, LSTMOneShot])
+def test_few_shot_classifier(cls):
+    model = tiny(cls).eval()
+    assert isinstance(model, FewShotClassifier)
+    g = torch.Generator().manual_seed(1)
+    sx, qx = torch.rand(6, 1, 8, 8, generator=g), torch.rand(4, 1, 8, 8, generator=g)
+    sy = torch.tensor([7, 3, 7, 3, 9, 9])
+    with torch.no_grad():
+        logits = model.logits(sx, sy, qx)
+        pred = model.predict(sx, sy, qx)
+        # each query is answered alone from the state after the support set
+        one = model.logits(sx, sy, qx[2:3])
+    assert logits.shape == (4, 3)
+    assert set(pred.tolist()) <= {3, 7, 9}
+    torch.testing.assert_close(one[0], logits[2], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="at most 5 classes"):
+        model.logits(torch.rand(6, 1, 8, 8), torch.arange(6), qx)
+
+
+@pytest.mark.parametrize("cls", [MANN, LSTMOneShot])
+def test_wrong_inputs_fail_clearly(cls):
+    model = tiny(cls, classes=3)
+    x, y = random_episode()
+    with pytest.raises(ValueError, match=r"built for 8x8"):
+        model(torch.rand(3, 12, 1, 28, 28), y)
+    with pytest.raises(ValueError, match="at most 3 classes"):
+        model(x, y + 1)
+    with pytest.raises(ValueError, match="labels must be"):
+        model(x, y[:, :5])
+    with pytest.raises(ValueError, match="built for 8x8"):
+        model.logits(torch.rand(3, 1, 28, 28), torch.arange(3), torch.rand(2, 1, 28, 28))
+
+
+def test_bad_configurations_fail_clearly():
+    with pytest.raises(ValueError, match="memory_size=2 is too small for 4 heads"):
+        MANN(memory_size=2, read_heads=4)
+    with pytest.raises(ValueError, match="gamma"):
+        MANN(gamma=1.5)
+    with pytest.raises(ValueError, match="classes"):
+        LSTMOneShot(classes=0)
+
+
+# ----------------------------------------------------------------------------- episodes and training
+
+
+def test_sequence_episodes(omniglot):
+    images = omniglot.images[:12]
+    a = SequenceEpisodes(images, ways=5, shots=10, seed=3)
+    x, y = a.sample(4)
+    assert x.shape == (4, 50, 1, 28, 28) and y.shape == (4, 50)
+    for i in range(4):
+        assert torch.bincount(y[i], minlength=5).tolist() == [10] * 5  # 5 classes x 10 drawings
+        assert not torch.equal(y[i], y[i].sort().values)  # in a random order
+        for c in range(5):  # one character per label, 10 distinct drawings
+            drawings = x[i, y[i] == c].flatten(1)
+            char = [int((images.flatten(2) == d).all(-1).nonzero()[0, 0]) for d in drawings]
+            assert len(set(char)) == 1 and len(torch.unique(drawings, dim=0)) == 10
+    b = SequenceEpisodes(images, ways=5, shots=10, seed=3)
+    x2, y2 = b.sample(4)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+
+
+def test_mann_trains_through_the_trainer(tmp_path):
+    assert METHODS["mann"] is MANN and METHODS["lstm_oneshot"] is LSTMOneShot
+    torch.manual_seed(0)
+    model = MANN(hidden=8, memory_size=8, memory_width=4, read_heads=1, image_size=10)
+    cfg = TrainConfig(**{**MANN.train_defaults, "image_size": 10, "steps": 2, "tasks": 2, "val_every": 2,
+                         "val_episodes": 4, "rotations": False})
+    result = train(model, cfg, tmp_path / "run", progress=False)
+    h = result.history[-1]
+    assert 0 <= h["val_acc"] <= 1 and {"val_acc1", "val_acc2", "val_acc10"} <= h.keys()
+    loaded = load_checkpoint(tmp_path / "run" / "best.pt", method="mann")
+    report = loaded.evaluate_report(episodes=3, seed=0)
+    assert "presentation  1" in report and "presentation 10" in report
+    with pytest.raises(ValueError, match="--image-size 10"):
+        train(MANN(hidden=8, memory_size=8, memory_width=4, read_heads=1, image_size=10),
+              TrainConfig(**{**cfg.__dict__, "image_size": 28}), tmp_path / "other", progress=False)
