@@ -50,3 +50,15 @@ def find_drawing(data_images: torch.Tensor, image: torch.Tensor) -> tuple[int, i
     hits = (data_images == image).flatten(2).all(-1).nonzero().tolist()
     assert len(hits) >= 1, "image not found in the data"
     return tuple(hits[0])
+
+
+def check_fails(check, fn, *words: str) -> str:
+    """Run an exercise check in strict mode on a wrong answer: it must fail, naming every one of ``words``."""
+    from metalearn_lite.lessons.exercises import CheckFailed
+
+    with pytest.raises(CheckFailed) as err:
+        check(fn, strict=True)
+    message = str(err.value)
+    for word in words:
+        assert word in message, f"{word!r} not in: {message}"
+    return message

@@ -9,28 +9,18 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from conftest import check_fails as _fails  # noqa: E402
 
 from metalearn_lite.algorithms.mann import MANN  # noqa: E402
 from metalearn_lite.algorithms.ntm import NTMCopy, content_weighting, shift  # noqa: E402
 from metalearn_lite.lessons import memory_plots  # noqa: E402
 from metalearn_lite.lessons.checks_memory import (  # noqa: E402
     LRU_QUESTION,
-    CheckFailed,
     check_content_weighting,
     check_lru_write,
     check_next_write_slot,
     check_shift,
 )
-
-
-def _fails(check, fn, *words):
-    with pytest.raises(CheckFailed) as err:
-        check(fn, strict=True)
-    message = str(err.value)
-    for word in words:
-        assert word in message, f"{word!r} not in: {message}"
-    return message
-
 
 # ----------------------------------------------------------------------------- content addressing
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import check_fails as _fails
 
 from metalearn_lite.algorithms.distances import squared_euclidean
 from metalearn_lite.algorithms.protonet import ProtoNet, prototypes
@@ -60,14 +61,6 @@ def test_logits_accepts_linear_form_and_says_so(capsys):
 
 # ----------------------------------------------------------------------------- wrong prototypes
 
-
-def _fails(check, fn, *words):
-    with pytest.raises(CheckFailed) as err:
-        check(fn, strict=True)
-    message = str(err.value)
-    for word in words:
-        assert word in message, f"{word!r} not in: {message}"
-    return message
 
 
 def test_prototypes_sum_instead_of_mean():

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .exercises import CheckFailed, report
+from .exercises import CheckFailed, answer_tensor, close, report
 
 __all__ = [
     "CheckFailed",
@@ -24,22 +24,6 @@ __all__ = [
     "check_next_write_slot",
     "check_shift",
 ]
-
-
-def _close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-4) -> bool:
-    return a.shape == b.shape and bool(torch.allclose(a.double(), b.double(), rtol=tol, atol=tol))
-
-
-def _tensor(got: Any, what: str, shape: tuple[int, ...]) -> torch.Tensor:
-    if got is None:
-        raise CheckFailed(f"your function returned None: return the {what}")
-    if not isinstance(got, torch.Tensor):
-        raise CheckFailed(f"your function returned a {type(got).__name__}; return a torch.Tensor: the {what}")
-    if not got.dtype.is_floating_point:
-        raise CheckFailed(f"your function returned dtype {got.dtype}; the {what} must be floating point")
-    if tuple(got.shape) != shape:
-        raise CheckFailed(f"your function returned shape {tuple(got.shape)}, but the {what} has shape {shape}")
-    return got.detach()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,27 +53,28 @@ def _content_cases() -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
 def _content(fn: Callable[..., torch.Tensor]) -> str:
     for key, memory, beta in _content_cases():
         b, n = memory.shape[:2]
-        got = _tensor(fn(key.clone(), memory.clone(), beta.clone()), f"({b}, {n}) content weighting", (b, n))
+        got = fn(key.clone(), memory.clone(), beta.clone())
+        got = answer_tensor(got, f"({b}, {n}) content weighting", (b, n)).detach()
         cos = _cos(key, memory)
         want = torch.softmax(beta.double() * cos, -1)
-        if _close(got, want):
+        if close(got, want):
             continue
         dot = (memory.double() @ key.double().unsqueeze(-1)).squeeze(-1)
-        if _close(got, torch.softmax(beta.double() * dot, -1)):
+        if close(got, torch.softmax(beta.double() * dot, -1)):
             raise CheckFailed("you used the dot product k . M_i; divide it by |k| |M_i| to get the cosine "
                               "similarity, so that a slot does not win just by holding a long vector")
-        if _close(got, torch.softmax(beta.double() * dot / key.double().norm(dim=-1, keepdim=True), -1)):
+        if close(got, torch.softmax(beta.double() * dot / key.double().norm(dim=-1, keepdim=True), -1)):
             raise CheckFailed("you divided by the key's length only; the cosine also divides by each slot's "
                               "length |M_i|")
-        if _close(got, torch.softmax(cos, -1)):
+        if close(got, torch.softmax(cos, -1)):
             raise CheckFailed("the key strength beta is missing: multiply the cosines by beta before the softmax "
                               "(beta sharpens or flattens the focus)")
-        if _close(got, beta.double() * cos) or _close(got, cos):
+        if close(got, beta.double() * cos) or close(got, cos):
             raise CheckFailed("these are scores, not weights: apply a softmax over the N slots so that each row "
                               "is positive and sums to 1")
-        if _close(got, torch.softmax(beta.double() * cos, 0)):
+        if close(got, torch.softmax(beta.double() * cos, 0)):
             raise CheckFailed("the softmax runs over the batch; it must run over the slots (dim=-1)")
-        if _close(got, beta.double() * cos / (beta.double() * cos).sum(-1, keepdim=True)):
+        if close(got, beta.double() * cos / (beta.double() * cos).sum(-1, keepdim=True)):
             raise CheckFailed("dividing by the sum is not a softmax: cosines can be negative; use "
                               "torch.softmax(beta * cos, dim=-1)")
         raise CheckFailed(f"for key={key[0].tolist()} and the memory rows {memory[0].tolist()} with beta="
@@ -128,11 +113,11 @@ def _shift(fn: Callable[..., torch.Tensor]) -> str:
          torch.tensor([[0.1, 0.0, 0.2, 0.3, 0.4]])),
     ]
     for name, w, s in cases:
-        got = _tensor(fn(w.clone(), s.clone()), f"{tuple(w.shape)} shifted weighting", tuple(w.shape))
+        got = answer_tensor(fn(w.clone(), s.clone()), f"{tuple(w.shape)} shifted weighting", tuple(w.shape)).detach()
         want = _shift_ref(w, s)
-        if _close(got, want):
+        if close(got, want):
             continue
-        if _close(got, _shift_ref(w, s.flip(-1))):
+        if close(got, _shift_ref(w, s.flip(-1))):
             raise CheckFailed(f"in the case '{name}' your weighting moves the wrong way: s[r + k] is the weight of "
                               "moving by +k slots, so w~[i] = sum_k s[r + k] * w[i - k] "
                               "(torch.roll(w, k) moves forward)")
@@ -145,7 +130,7 @@ def _shift(fn: Callable[..., torch.Tensor]) -> str:
             else:
                 rolled[:, :k] = w[:, -k:]
             no_wrap += s[:, k + r : k + r + 1] * rolled
-        if _close(got, no_wrap):
+        if close(got, no_wrap):
             raise CheckFailed(f"in the case '{name}' weight falls off the end of the memory: the shift is *circular*, "
                               "slot N-1 moved by +1 lands on slot 0 (indices modulo N, or torch.roll)")
         raise CheckFailed(f"for w={w[0].tolist()} and s={s[0].tolist()} ({name}) the result is "
@@ -177,23 +162,24 @@ def _lru(fn: Callable[..., torch.Tensor]) -> str:
         (torch.tensor([2.0, 1.1, 0.4, 3.0, 0.7]), torch.tensor([0.0, 0.9, 0.0, 0.1, 0.0]), 0.8),
     ]
     for usage, read, g in cases:
-        got = _tensor(fn(usage.clone(), read.clone(), g), f"({len(usage)},) write weighting", (len(usage),))
+        got = fn(usage.clone(), read.clone(), g)
+        got = answer_tensor(got, f"({len(usage)},) write weighting", (len(usage),)).detach()
         want = _lru_ref(usage, read, g)
-        if _close(got, want):
+        if close(got, want):
             continue
         most = torch.zeros(len(usage), dtype=torch.float64)
         most[int(torch.argmax(usage))] = 1.0
-        if _close(got, g * read.double() + (1 - g) * most):
+        if close(got, g * read.double() + (1 - g) * most):
             raise CheckFailed("you write to the *most* used slot; LRU writes to the least used one (argmin of usage), "
                               "where nothing valuable is stored")
-        if _close(got, (1 - g) * read.double() + g * _lru_ref(usage, read, 0.0)):
+        if close(got, (1 - g) * read.double() + g * _lru_ref(usage, read, 0.0)):
             raise CheckFailed("the gate is on the wrong term: "
                               "w^w = g * (previous read weights) + (1 - g) * (least used)")
         lu_from_read = torch.zeros(len(usage), dtype=torch.float64)
         lu_from_read[int(torch.argmin(read))] = 1.0
-        if _close(got, g * read.double() + (1 - g) * lu_from_read):
+        if close(got, g * read.double() + (1 - g) * lu_from_read):
             raise CheckFailed("the least-used slot comes from the usage weights, not from the previous read weights")
-        if _close(got, _lru_ref(usage, read, 0.0)) and g > 0:
+        if close(got, _lru_ref(usage, read, 0.0)) and g > 0:
             raise CheckFailed(f"with g = {g} part of the write goes to the slot(s) read at the previous step: "
                               "interpolate g * prev_read + (1 - g) * least_used")
         raise CheckFailed(f"for usage={usage.tolist()}, prev_read={read.tolist()} and g={g} the write weighting is "

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 
 from ..algorithms.metric import contrastive_loss
-from .exercises import CheckFailed, report
+from .exercises import CheckFailed, close, report
 
 Tensor = torch.Tensor
 
@@ -24,10 +24,6 @@ def _as_tensor(got: object, what: str) -> Tensor:
     if not isinstance(got, torch.Tensor):
         raise CheckFailed(f"your function returned a {type(got).__name__}: return {what} (a torch.Tensor)")
     return got
-
-
-def _close(a: Tensor, b: Tensor, tol: float = 1e-4) -> bool:
-    return a.shape == b.shape and torch.allclose(a.double(), b.double(), rtol=tol, atol=tol)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -59,9 +55,9 @@ def _pairwise_sq_dists(fn: Callable[[Tensor, Tensor], Tensor]) -> str:
                 f"{tuple(got.shape)}, not ({m}, {n}). Hint: broadcast a[:, None, :] - b[None, :, :] to "
                 f"({m}, {n}, D), square, and sum over the last dimension"
             )
-        if _close(got, want):
+        if close(got, want):
             continue
-        if _close(got, want.sqrt()):
+        if close(got, want.sqrt()):
             raise CheckFailed(
                 "you returned the Euclidean distance ||a_i - b_j||; the exercise asks for its square. "
                 "Drop the square root (it is also what makes gradients blow up at zero distance)"
@@ -72,7 +68,7 @@ def _pairwise_sq_dists(fn: Callable[[Tensor, Tensor], Tensor]) -> str:
                 "is never negative. If you expanded it, check the signs in |a|^2 - 2 a.b + |b|^2 (and clamp the "
                 "tiny negatives that rounding leaves with .clamp_min(0))"
             )
-        if _close(got, ((a.double().unsqueeze(1) - b.double().unsqueeze(0)) ** 2).mean(-1)):
+        if close(got, ((a.double().unsqueeze(1) - b.double().unsqueeze(0)) ** 2).mean(-1)):
             raise CheckFailed("you averaged the squared differences over the D features; sum them instead")
         i, j = divmod(int((got.double() - want).abs().argmax()), n)
         raise CheckFailed(
@@ -144,10 +140,10 @@ def _contrastive(fn: Callable[[Tensor, Tensor, float], Tensor]) -> str:
             )
         got = got.reshape(())
         want = contrastive_loss(z.double(), y, margin=m)
-        if _close(got, want, 1e-5):
+        if close(got, want, 1e-5):
             continue
         for hint, value in _contrastive_variants(z, y, m).items():
-            if _close(got, value, 1e-5):
+            if close(got, value, 1e-5):
                 raise CheckFailed(hint)
         raise CheckFailed(
             f"for a batch of {len(y)} embeddings with labels {y.tolist()} and margin {m} the loss is "

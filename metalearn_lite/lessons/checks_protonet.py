@@ -15,23 +15,9 @@ from typing import Any
 
 import torch
 
-from .exercises import CheckFailed, report
+from .exercises import CheckFailed, answer_tensor, close, report
 
 __all__ = ["CheckFailed", "check_logits", "check_protonet_logits", "check_prototypes"]
-
-
-def _close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-4) -> bool:
-    return a.shape == b.shape and bool(torch.allclose(a.double(), b.double(), rtol=tol, atol=tol))
-
-
-def _as_tensor(got: Any, what: str) -> torch.Tensor:
-    if got is None:
-        raise CheckFailed(f"your function returned None: return the {what}")
-    if not isinstance(got, torch.Tensor):
-        raise CheckFailed(f"your function returned a {type(got).__name__}; return a torch.Tensor: the {what}")
-    if not got.dtype.is_floating_point:
-        raise CheckFailed(f"your function returned a tensor of dtype {got.dtype}; the {what} must be floating point")
-    return got
 
 
 def _differentiable(got: torch.Tensor, name: str) -> None:
@@ -76,7 +62,7 @@ def _prototypes(fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -
         t, s, d = z.shape
         shots = s // ways
         zz = z.clone().requires_grad_(True)
-        got = _as_tensor(fn(zz, y.clone(), ways), f"({t}, {ways}, {d}) tensor of class means")
+        got = answer_tensor(fn(zz, y.clone(), ways), f"({t}, {ways}, {d}) tensor of class means")
         want = _reference_prototypes(z, y, ways)
         if got.shape != want.shape:
             shape = tuple(got.shape)
@@ -95,16 +81,16 @@ def _prototypes(fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -
                 f"you returned shape {shape}, but it should be {(t, ways, d)}. Hint: {hint}"
             )
         got_d = got.detach()
-        if _close(got_d, want):
+        if close(got_d, want):
             _differentiable(got, "z")
             continue
         counts = torch.stack([torch.bincount(y[i], minlength=ways) for i in range(t)]).unsqueeze(-1)
-        if _close(got_d, want * counts):
+        if close(got_d, want * counts):
             raise CheckFailed(
                 "your prototypes are the *sums* of each class's embeddings; a prototype is their mean: "
                 "divide each class's sum by its number of support examples"
             )
-        if _close(got_d, z.mean(1, keepdim=True).expand_as(want)):
+        if close(got_d, z.mean(1, keepdim=True).expand_as(want)):
             raise CheckFailed(
                 "every prototype equals the mean of the whole support set; average only the embeddings "
                 "whose label is c (for example with z[t, targets[t] == c] or a one-hot matrix)"
@@ -152,7 +138,7 @@ def _logits(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> str:
     protos = torch.randn(t, n, d, generator=g) * 1.5 + 0.5
     zq_leaf = zq.clone().requires_grad_(True)
     p_leaf = protos.clone().requires_grad_(True)
-    got = _as_tensor(fn(zq_leaf, p_leaf), f"({t}, {q}, {n}) tensor of logits")
+    got = answer_tensor(fn(zq_leaf, p_leaf), f"({t}, {q}, {n}) tensor of logits")
     if got.shape != (t, q, n):
         shape = tuple(got.shape)
         if shape == (t, n, q):
@@ -169,21 +155,21 @@ def _logits(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> str:
         )
     got_d = got.detach().double()
     d2 = ((zq.double().unsqueeze(2) - protos.double().unsqueeze(1)) ** 2).sum(-1)  # (T, Q, N)
-    if _close(got_d, -d2):
+    if close(got_d, -d2):
         _differentiable(got, "the embeddings")
         return "logits are minus the squared Euclidean distances, and gradients flow to both inputs."
-    if _close(got_d, d2):
+    if close(got_d, d2):
         raise CheckFailed(
             "these are the squared distances themselves; a logit must be *larger* for a more likely class, "
             "and the nearest prototype is the most likely: return minus the squared distance"
         )
-    if _close(got_d, -d2.sqrt()):
+    if close(got_d, -d2.sqrt()):
         raise CheckFailed(
             "these are minus the plain Euclidean distances (torch.cdist or .norm() give ||a - b||, not its "
             "square). Prototypical Networks use the squared distance: it is a Bregman divergence, for which "
             "the class mean is the best prototype, and it makes the classifier linear in the query embedding"
         )
-    if _close(got_d, d2.sqrt()):
+    if close(got_d, d2.sqrt()):
         raise CheckFailed(
             "these are the plain Euclidean distances: square them, and negate them so that nearer means larger"
         )
@@ -195,10 +181,10 @@ def _logits(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> str:
             "loss the network is trained with"
         )
     cos = torch.nn.functional.cosine_similarity(zq.double().unsqueeze(2), protos.double().unsqueeze(1), dim=-1)
-    if _close(got_d, cos) or _close(got_d, cos - 1):
+    if close(got_d, cos) or close(got_d, cos - 1):
         raise CheckFailed("this is the cosine similarity; this exercise asks for minus the squared Euclidean distance")
     dots = zq.double() @ protos.double().transpose(1, 2)
-    if _close(got_d, dots) or _close(got_d, 2 * dots):
+    if close(got_d, dots) or close(got_d, 2 * dots):
         raise CheckFailed(
             "these are dot products z . p_c (or twice them). Expanding -||z - p_c||^2 = -||z||^2 + 2 z . p_c - "
             "||p_c||^2: the first term may go (it is the same for every class), but -||p_c||^2 differs between "
@@ -238,7 +224,7 @@ def _protonet_logits(
     with torch.no_grad():
         zs, zq = model.embed_task(episode.support_x, episode.query_x)
         want = model.task_logits(episode.support_x, episode.support_y, episode.query_x, ways)
-        got = _as_tensor(logits_fn(zq, prototypes_fn(zs, episode.support_y, ways)), f"{tuple(want.shape)} logits")
+        got = answer_tensor(logits_fn(zq, prototypes_fn(zs, episode.support_y, ways)), f"{tuple(want.shape)} logits")
     if got.shape != want.shape:
         raise CheckFailed(
             f"on this episode your functions give logits of shape {tuple(got.shape)}, the model's are "

@@ -10,9 +10,31 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
 
 class CheckFailed(AssertionError):
     """A reader's answer did not pass; the message says what was wrong."""
+
+
+def close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-4) -> bool:
+    """Same shape and equal within ``tol`` (compared in float64): how checks compare an answer."""
+    return a.shape == b.shape and bool(torch.allclose(a.double(), b.double(), rtol=tol, atol=tol))
+
+
+def answer_tensor(got: Any, what: str, shape: tuple[int, ...] | None = None) -> torch.Tensor:
+    """The reader's answer, checked to be a floating-point tensor (of ``shape`` if given) and returned
+    as is (still attached to the graph); :class:`CheckFailed` naming the problem otherwise.  ``what``
+    describes the expected value."""
+    if got is None:
+        raise CheckFailed(f"your function returned None: return the {what}")
+    if not isinstance(got, torch.Tensor):
+        raise CheckFailed(f"your function returned a {type(got).__name__}; return a torch.Tensor: the {what}")
+    if not got.dtype.is_floating_point:
+        raise CheckFailed(f"your function returned a tensor of dtype {got.dtype}; the {what} must be floating point")
+    if shape is not None and tuple(got.shape) != shape:
+        raise CheckFailed(f"your function returned shape {tuple(got.shape)}, but the {what} has shape {shape}")
+    return got
 
 
 def report(check: Callable[[Any], str], answer: Any, strict: bool = False) -> bool:
