@@ -72,11 +72,17 @@ MODEL_FLAGS: dict[str, tuple[type, tuple | None, str]] = {
     "first_order_warmup": (int, None, "MAML: train this many meta-steps first-order, then second-order"),
     "meta_sgd": (bool, None, "MAML: learn one inner learning rate per parameter (Meta-SGD)"),
     "anil": (bool, None, "MAML: adapt only the head in the inner loop (ANIL)"),
+    "zero_head": (bool, None, "MAML: start every task from a zero head (the zeroing trick of Kao et al. 2022)"),
     "batching": (str, ("auto", "vmap", "loop"), "MAML/Reptile: tasks of a meta-batch under vmap or in a loop"),
     "layers": (int, None, "sinusoid MLP: hidden layers"),
     "memory_size": (int, None, "NTM/MANN: memory slots (N)"),
     "memory_width": (int, None, "NTM/MANN: width of each memory slot (M)"),
     "read_heads": (int, None, "MANN: read heads (each also writes its key)"),
+    "write_first": (bool, None,
+                    "MANN: write, then read within a step, as in the paper (default; --no-write-first reads first)"),
+    "encoder": (str, ("pixels", "conv", "pretrained"),
+                "MANN/LSTM one-shot: the controller sees raw pixels, a Conv-4 trained with it, or the frozen "
+                "backbone of pretrained-omniglot"),
     "controller": (str, ("lstm", "feedforward"), "NTM: controller network"),
 }
 
@@ -158,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace, argv: list[str]) -> int:
     cfg = train_config(args)
     model_keys = model_config(args)
+    if "image_size" in inspect.signature(METHODS[args.method].__init__).parameters:
+        model_keys["image_size"] = cfg.image_size  # the model is built for the drawings the run loads (--image-size)
     torch.manual_seed(cfg.seed)  # the initial weights follow --seed too
     method = build_method(args.method, **model_keys)
     device = args.device or default_device()

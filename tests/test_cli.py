@@ -190,3 +190,19 @@ def test_resume_with_other_model_is_an_error_exit(trained, capsys):
     argv[argv.index("--hidden") + 1] = "16"
     assert main(argv) == 2
     assert "different run" in capsys.readouterr().err
+
+
+def test_image_size_flag_builds_the_model_for_that_size(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_train(method, cfg, out, **kwargs):
+        seen["model"], seen["cfg"] = method, cfg
+        return TrainResult(Path(out), step=0, best_val=0.0, interrupted=True)
+
+    monkeypatch.setattr(cli, "train", fake_train)
+    argv = ["train", "mann", "--out", str(tmp_path / "run"), "--image-size", "20", "--encoder", "conv", "--no-progress"]
+    main(argv)
+    assert seen["cfg"].image_size == 20 and seen["model"].image_size == 20
+    assert seen["model"].encoder_kind == "conv" and seen["model"].config["image_size"] == 20
+    main(["train", "protonet", "--out", str(tmp_path / "run2"), "--image-size", "20", "--no-progress"])
+    assert seen["cfg"].image_size == 20  # methods without an image_size argument are built as before

@@ -37,7 +37,7 @@ def sinusoid(tasks=3, shots=5, queries=6) -> Episode:
 
 def meta_grad(method, episode) -> list[torch.Tensor]:
     loss, _ = method.loss(episode)
-    return list(torch.autograd.grad(loss, list(method.parameters())))
+    return list(torch.autograd.grad(loss, [p for p in method.parameters() if p.requires_grad]))
 
 
 def assert_matches_finite_differences(method, episode, directions=3, eps=1e-6, tol=1e-4) -> None:
@@ -260,3 +260,37 @@ def test_regressor_trains_with_the_one_trainer_and_reports(tmp_path):
     assert main(["train", "maml_regressor", "--out", str(tmp_path / "cli"), "--steps", "4", "--val-every", "2",
                  "--val-episodes", "5", "--hidden", "8", "--meta-sgd", "--no-progress"]) == 0
     assert load_checkpoint(tmp_path / "cli" / "best.pt").config["meta_sgd"] is True
+
+
+def test_zero_head_starts_every_task_from_zero_and_one_step_gives_the_closed_form():
+    """The zeroing trick: one step from W = 0 on cross-entropy gives w_c = alpha/S sum_i (1[y_i=c] - 1/N) phi_i."""
+    method = tiny_maml(zero_head=True, ways=3)
+    head = method.net.head
+    assert torch.count_nonzero(head.weight) == 0 and torch.count_nonzero(head.bias) == 0
+    assert not head.weight.requires_grad and not head.bias.requires_grad
+    ep = image_tasks(tasks=2, ways=3, shots=2, seed=4)
+    adapted = method.adapted(ep.support_x, ep.support_y, steps=1)
+    for t in range(2):
+        phi = method.net.embed(ep.support_x[t]).detach()  # (S, D), the support's own batch statistics
+        onehot = F.one_hot(ep.support_y[t], 3).double()
+        expected = 0.3 / len(phi) * (onehot - 1 / 3).T @ phi  # (N, D)
+        torch.testing.assert_close(adapted["head.weight"][t], expected, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(adapted["head.bias"][t], torch.zeros(3, dtype=torch.float64), rtol=0, atol=1e-12)
+    # meta-training moves the body (and the rates) but never the stored head
+    method.train()
+    opt = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=0.1)
+    loss, _ = method.loss(image_tasks(tasks=2, ways=3, seed=5))
+    loss.backward()
+    assert method.net.features[0].weight.grad.abs().sum() > 0
+    opt.step()
+    assert torch.count_nonzero(head.weight) == 0 and torch.count_nonzero(head.bias) == 0
+
+
+@pytest.mark.parametrize("kw", [{}, {"meta_sgd": True}])
+def test_zero_head_vmap_and_loop_agree(kw):
+    ep = image_tasks(tasks=3, seed=2)
+    out = {b: meta_grad(tiny_maml(batching=b, zero_head=True, **kw), ep) for b in ("vmap", "loop")}
+    names = [n for n, p in tiny_maml(zero_head=True, **kw).named_parameters() if p.requires_grad]
+    assert not any(n.startswith("net.head") for n in names)
+    for a, b in zip(out["vmap"], out["loop"]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

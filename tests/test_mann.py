@@ -45,8 +45,9 @@ def test_least_used_marks_the_smallest_usages_in_order():
         least_used(usage, 5)
 
 
-def test_one_step_writes_to_least_used_slot_and_reads_by_cosine():
-    model = tiny(memory_size=4, memory_width=2, read_heads=1)
+@pytest.mark.parametrize("write_first", [True, False])
+def test_one_step_writes_to_least_used_slot_and_reads_by_cosine(write_first):
+    model = tiny(memory_size=4, memory_width=2, read_heads=1, write_first=write_first)
     key, alpha_logit, beta_logit = [0.5, -0.25], 0.0, 0.0  # tanh(key) is written; sigmoid(0) = 0.5
     with torch.no_grad():
         model.interface.weight.zero_()
@@ -64,12 +65,15 @@ def test_one_step_writes_to_least_used_slot_and_reads_by_cosine():
     want[0, 1] = 0.5 * k
     want[0, 2] = memory[0, 2] + 0.5 * k
     torch.testing.assert_close(new.memory, want)
-    # read, from the memory before the write: softmax(beta * cos), beta = 1 + softplus(0) = 1 + log 2
+    # read, from the memory after the write (the paper) or before it: softmax(beta * cos), beta = 1 + log 2
+    read_from = want[0] if write_first else memory[0]
     beta = 1 + math.log(2.0)
-    cos = torch.stack([torch.dot(k, m) / (k.norm() * m.norm() + 1e-8) for m in memory[0]])
+    cos = torch.stack([torch.dot(k, m) / (k.norm() * m.norm() + 1e-8) for m in read_from])
     rw = torch.softmax(beta * cos, 0)
     torch.testing.assert_close(w["read"][0, 0], rw)
-    torch.testing.assert_close(new.reads[0, 0], rw @ memory[0])
+    torch.testing.assert_close(new.reads[0, 0], rw @ read_from)
+    if write_first:  # slot 1 holds exactly half the key: the read's best match is the key just written
+        assert int(rw.argmax()) == 1
     # usage: gamma * old + read + write
     torch.testing.assert_close(new.usage[0], 0.95 * torch.tensor([0.5, 0.1, 0.9, 0.3]) + rw
                                + torch.tensor([0.0, 0.5, 0.5, 0.0]))
@@ -213,3 +217,71 @@ def test_mann_trains_through_the_trainer(tmp_path):
     with pytest.raises(ValueError, match="--image-size 10"):
         train(MANN(hidden=8, memory_size=8, memory_width=4, read_heads=1, image_size=10),
               TrainConfig(**{**cfg.__dict__, "image_size": 28}), tmp_path / "other", progress=False)
+
+
+# ----------------------------------------------------------------------------- the convolutional encoder
+
+
+@pytest.mark.parametrize("cls", [MANN, LSTMOneShot])
+@pytest.mark.parametrize("encoder", ["pixels", "conv"])
+def test_query_logits_are_the_next_step_of_the_support_sequence(cls, encoder):
+    model = tiny(cls, image_size=16, encoder=encoder).eval()
+    g = torch.Generator().manual_seed(2)
+    sx, qx = torch.rand(6, 1, 16, 16, generator=g), torch.rand(3, 1, 16, 16, generator=g)
+    sy = torch.tensor([0, 1, 2, 0, 1, 2])
+    order = torch.randperm(6, generator=torch.Generator().manual_seed(0))  # the order logits() shows them in
+    with torch.no_grad():
+        logits = model.logits(sx, sy, qx)
+        for q in range(3):
+            seq = torch.cat([sx[order], qx[q : q + 1]]).unsqueeze(0)
+            labels = torch.cat([sy[order], torch.zeros(1, dtype=torch.long)]).unsqueeze(0)
+            full, _ = model(seq, labels)
+            torch.testing.assert_close(logits[q], full[0, -1, :3], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [MANN, LSTMOneShot])
+def test_conv_encoder_shapes_gradients_and_errors(cls):
+    model = tiny(cls, classes=3, image_size=16, encoder="conv")
+    assert model.input_size == 32 + 3  # a 32-filter Conv-4 leaves 1 x 1 x 32 features of a 16 px drawing
+    x, y = random_episode(size=16)
+    logits, _ = model(x, y)
+    assert logits.shape == (3, 12, 3)
+    torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten()).backward()
+    assert model.encoder.features[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="too small for 4 poolings"):
+        tiny(cls, image_size=8, encoder="conv")
+    with pytest.raises(ValueError, match="unknown encoder 'cnn'"):
+        tiny(cls, encoder="cnn")
+    with pytest.raises(ValueError, match="built for 16x16"):
+        model(torch.rand(3, 12, 1, 28, 28), y)
+
+
+def test_pretrained_encoder_is_frozen_and_precomputed_features_give_the_same_outputs(omniglot):
+    torch.manual_seed(0)
+    model = MANN(hidden=16, memory_size=8, memory_width=6, read_heads=2, encoder="pretrained")
+    assert model.input_size == 64 + 5
+    assert not any(p.requires_grad for p in model.encoder.parameters())
+    model.train()
+    assert model.training and not model.encoder.training  # running statistics, always
+    images = omniglot.images[:6, :10]  # (6 characters, 10 drawings, 1, 28, 28)
+    feats = model.encode_drawings(images)
+    assert feats.shape == (6, 10, 64)
+    x, y = SequenceEpisodes(images, ways=5, shots=2, seed=1).sample(3)
+    xf, yf = SequenceEpisodes(feats, ways=5, shots=2, seed=1).sample(3)
+    assert torch.equal(y, yf)
+    with torch.no_grad():
+        torch.testing.assert_close(model(xf, yf)[0], model(x, y)[0], rtol=1e-5, atol=1e-5)
+    loss, _ = model.loss((xf, yf))
+    loss.backward()
+    assert model.lstm.weight_ih.grad.abs().sum() > 0
+
+
+def test_pretrained_encoder_errors():
+    with pytest.raises(ValueError, match="--image-size 28"):
+        MANN(encoder="pretrained", image_size=20)
+    with pytest.raises(ValueError, match="only a frozen encoder"):
+        tiny(MANN, image_size=16, encoder="conv").encode_drawings(torch.rand(2, 3, 1, 16, 16))
+    model = MANN(hidden=8, memory_size=8, memory_width=4, read_heads=1, encoder="pretrained")
+    cfg = TrainConfig(**{**MANN.train_defaults, "augment": True})
+    with pytest.raises(ValueError, match="train without --augment"):
+        model.task_source(cfg, torch.device("cpu"))

@@ -18,6 +18,16 @@ Hessian-vector products when the inner gradients are built with ``create_graph=T
   ``theta' = theta - alpha ⊙ grad L_S(theta)``.
 * ``anil=True`` adapts only the head in the inner loop (the body is still meta-trained, through
   the query loss and the head's adaptation).
+* ``zero_head=True`` is the "zeroing trick" of Kao, Chiu & Chen (ICLR 2022): every task starts
+  from a head ``W = 0, b = 0`` instead of a meta-learned one.  Labels are shuffled per task, so a
+  learned head can only add a random bias that the inner loop must first undo.  From zero, one
+  inner step on cross-entropy (uniform predictions, ``N`` classes, ``S`` support features ``phi``) gives
+
+      ``w_c' = alpha / S * sum_i (1[y_i = c] - 1/N) phi_i``,   ``b' = 0`` (balanced classes),
+
+  so a query's logit for class ``c`` is ``alpha`` times its inner product with class ``c``'s
+  support features (minus the mean over classes): a prototype classifier whose features the outer
+  loop learns, which trains much faster.
 
 The inner loop is :mod:`metalearn_lite.algorithms.inner_loop` (``torch.func``); the tasks of a
 meta-batch run under ``vmap`` or in a loop, chosen by measurement (``batching="auto"``, see
@@ -69,7 +79,7 @@ class GradientMetaLearner(EpisodicMethod):
     cpu_batching = "loop"
 
     def _setup(self, inner_lr: float, inner_steps: int, test_steps: int, first_order: bool, meta_sgd: bool,
-               anil: bool, batching: str, first_order_warmup: int = 0) -> None:
+               anil: bool, batching: str, first_order_warmup: int = 0, zero_head: bool = False) -> None:
         if not inner_lr > 0:
             raise ValueError(f"inner_lr must be > 0; got {inner_lr}")
         for name, v in (("inner_steps", inner_steps), ("test_steps", test_steps), ("first_order_warmup",
@@ -81,6 +91,13 @@ class GradientMetaLearner(EpisodicMethod):
         self.inner_lr, self.inner_steps, self.test_steps = inner_lr, inner_steps, test_steps
         self.first_order, self.anil, self.batching = first_order, anil, batching
         self.first_order_warmup = first_order_warmup
+        self.zero_head = zero_head
+        if zero_head:  # the stored head stays zero and is never meta-trained (see the module docstring)
+            for n, p in self.net.named_parameters():
+                if n.startswith(self.head_prefix):
+                    with torch.no_grad():
+                        p.zero_()
+                    p.requires_grad_(False)
         # meta-steps trained so far (a buffer, so that a resumed run knows where the warm-up ended)
         self.register_buffer("meta_step", torch.zeros((), dtype=torch.long))
         self.inner_lrs = None
@@ -119,6 +136,14 @@ class GradientMetaLearner(EpisodicMethod):
             return "loop"
         return choice
 
+    def start_params(self, detach: bool = False) -> Params:
+        """The weights every task starts from: ``{name: tensor}`` (``zero_head``: a fresh zero head)."""
+        params = params_of(self.net, detach=detach)
+        if self.zero_head:
+            params.update({n: torch.zeros_like(p, requires_grad=True) for n, p in params.items()
+                           if n.startswith(self.head_prefix)})
+        return params
+
     def training_first_order(self) -> bool:
         return self.first_order or int(self.meta_step) < self.first_order_warmup
 
@@ -138,7 +163,7 @@ class GradientMetaLearner(EpisodicMethod):
         steps = self.inner_steps if steps is None else steps
         batching = self.resolve_batching(fo, episode.support_x.device)
         args = (self.task_loss, steps, lr, fo, self.trainable_names())
-        net_params = params_of(self.net)
+        net_params = self.start_params()
         if batching == "loop" and torch.is_grad_enabled():
             weights = [p for p in self.parameters() if p.requires_grad]
             total = [torch.zeros_like(p) for p in weights]
@@ -176,7 +201,7 @@ class GradientMetaLearner(EpisodicMethod):
         if isinstance(lr, dict):
             lr = {n: v.detach() for n, v in lr.items()}
         with torch.enable_grad():
-            adapted, inner = adapt_tasks(self.net, params_of(self.net, detach=True), x, y, self.task_loss, steps, lr,
+            adapted, inner = adapt_tasks(self.net, self.start_params(detach=True), x, y, self.task_loss, steps, lr,
                                          True, self.trainable_names(), self.resolve_batching(True, x.device))
         check_finite_inner(inner, lr)
         return {n: p.detach() for n, p in adapted.items()}
@@ -196,6 +221,7 @@ class MAML(GradientMetaLearner):
         inner_lr: ``alpha``; inner_steps: inner steps in training; test_steps: at test time.
         first_order: FOMAML; first_order_warmup: train this many meta-steps first-order, then second-order.
         meta_sgd: learn a rate per parameter; anil: adapt only the head.
+        zero_head: start every task from a zero head (the zeroing trick; module docstring).
         batching: ``"auto"``, ``"vmap"`` or ``"loop"`` over the tasks of a meta-batch.
     """
 
@@ -206,11 +232,11 @@ class MAML(GradientMetaLearner):
     def __init__(self, ways: int = 5, hidden: int = 64, norm: str = "batch", in_channels: int = 1,
                  inner_lr: float = 0.4, inner_steps: int = 1, test_steps: int = 3, first_order: bool = False,
                  first_order_warmup: int = 0, meta_sgd: bool = False, anil: bool = False, batching: str = "auto",
-                 image_size: int = 28) -> None:
+                 image_size: int = 28, zero_head: bool = False) -> None:
         super().__init__(ways=ways, hidden=hidden, norm=norm, in_channels=in_channels, inner_lr=inner_lr,
                          inner_steps=inner_steps, test_steps=test_steps, first_order=first_order,
                          first_order_warmup=first_order_warmup, meta_sgd=meta_sgd, anil=anil, batching=batching,
-                         image_size=image_size)
+                         image_size=image_size, zero_head=zero_head)
         if norm == "running":
             raise ValueError("MAML needs norm='batch' or 'none': running statistics would be updated in place by "
                              "every inner-loop forward pass")
@@ -218,7 +244,8 @@ class MAML(GradientMetaLearner):
             raise ValueError(f"ways must be an int >= 2; got {ways!r}")
         self.ways = ways
         self.net = Conv4(in_channels, hidden, norm, out_features=ways, image_size=image_size)
-        self._setup(inner_lr, inner_steps, test_steps, first_order, meta_sgd, anil, batching, first_order_warmup)
+        self._setup(inner_lr, inner_steps, test_steps, first_order, meta_sgd, anil, batching, first_order_warmup,
+                    zero_head)
 
     def task_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(output, target)

@@ -8,25 +8,34 @@ episode happens in the memory, with no gradient step.
 At step ``t`` the controller emits one key ``k_t`` and one gate ``alpha`` per head.  With ``M_t`` the
 ``N x M`` memory, usage ``w^u`` and read weights ``w^r``:
 
-* read (content addressing by cosine similarity)::
-
-      w^r_t(i) = softmax_i( beta * cos(k_t, M_{t-1}(i)) ),     r_t = sum_i w^r_t(i) M_{t-1}(i)
-
 * write (to the slot read last step or to a least-used slot)::
 
       w^w_t = sigmoid(alpha) * w^r_{t-1} + (1 - sigmoid(alpha)) * w^lu_{t-1}
       M_t(i) = M_{t-1}(i) + w^w_t(i) k_t              (least-used slots are zeroed first)
 
+* read (content addressing by cosine similarity, in the memory just written to)::
+
+      w^r_t(i) = softmax_i( beta * cos(k_t, M_t(i)) ),     r_t = sum_i w^r_t(i) M_t(i)
+
 * usage::
 
       w^u_t = gamma * w^u_{t-1} + w^r_t + w^w_t,      w^lu_t = 1 on the least-used slots
 
-and the output is ``softmax(W [h_t, r_t])``.  Three choices of ours, all small: the read looks at
-the memory *before* this step's write (the key just written would otherwise always be the best
-match for itself, and the read would return the key instead of what earlier steps stored); each head
-gets its own least-used slot (head ``j`` the ``j``-th least used, so the heads never add their keys
-into one slot); and the cosine is scaled by a learned strength ``beta = 1 + softplus`` (the paper's
-plain cosine in ``[-1, 1]`` gives a nearly uniform softmax over 128 slots).
+and the output is ``softmax(W [h_t, r_t])``.
+
+Why the order within a step matters: the label of drawing ``x_t`` arrives one step late, in the
+input of step ``t + 1``.  Writing first, the read of step ``t`` finds the slot ``k_t`` was just
+written to (a key matches itself best), so ``w^r_t`` points at ``x_t``'s slot, and at step
+``t + 1`` the gate can add ``k_{t+1}``, which carries the label ``y_t``, into that same slot: one
+step binds a drawing to its label.  ``write_first=False`` reads the memory as the earlier steps
+left it instead; the read then never returns the key just written, but ``w^r_t`` points at an
+older slot, the binding needs a drawing of the class to have been seen twice, and the 2nd
+presentation stays at chance for much longer (``data/checkpoints/README.md`` has the runs).
+
+Two choices of ours, both small: each head gets its own least-used slot (head ``j`` the ``j``-th
+least used, so the heads never add their keys into one slot); and the cosine is scaled by a
+learned strength ``beta = 1 + softplus`` (the paper's plain cosine in ``[-1, 1]`` gives a nearly
+uniform softmax over 128 slots).
 
 :class:`LSTMOneShot` is the paper's baseline: the same inputs and outputs with an LSTM only.
 Both implement :class:`~metalearn_lite.fewshot.FewShotClassifier` (the support set is shown in a
@@ -35,6 +44,7 @@ random order, then every query is answered from the state after the support set)
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,8 +54,15 @@ from torch import nn
 
 from ..evaluation import mean_ci, presentation_accuracy
 from ..fewshot import check_task
+from ..models import Conv4
 from .base import EpisodicMethod
 from .ntm import EPS
+
+#: what the controller sees of a drawing: its raw pixels (the paper), a Conv-4 embedding learned end to
+#: end with the rest (``"conv"``), or the frozen backbone of the ``pretrained-omniglot`` checkpoint
+ENCODERS = ("pixels", "conv", "pretrained")
+CONV_ENCODER_FILTERS = 32
+PRETRAINED_ENCODER = "pretrained-omniglot"
 
 
 def least_used(usage: torch.Tensor, n: int) -> torch.Tensor:
@@ -84,18 +101,82 @@ class SequenceClassifier(EpisodicMethod):
         rotations=True, augment=False, image_size=28, val_every=100, val_episodes=200, save_every=100,
     )
 
-    def __init__(self, classes: int, image_size: int, **config: Any) -> None:
-        super().__init__(classes=classes, image_size=image_size, **config)
+    def __init__(self, classes: int, image_size: int, encoder: str = "pixels", **config: Any) -> None:
+        super().__init__(classes=classes, image_size=image_size, encoder=encoder, **config)
         for name, v in (("classes", classes), ("image_size", image_size)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int; got {v!r}")
-        self.classes, self.image_size = classes, image_size
-        self.input_size = image_size * image_size + classes
+        if encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {encoder!r}; choose one of {list(ENCODERS)}")
+        self.classes, self.image_size, self.encoder_kind = classes, image_size, encoder
+        self.encoder = None
+        features = image_size * image_size
+        if encoder == "conv":
+            self.encoder = Conv4(1, CONV_ENCODER_FILTERS, norm="running")
+            features = self.encoder.embedding_dim(image_size)
+        elif encoder == "pretrained":
+            self.encoder = self._pretrained_backbone(image_size)
+            features = self.encoder.embedding_dim(image_size)
+        self.feature_size = features
+        self.input_size = features + classes
+
+    @staticmethod
+    def _pretrained_backbone(image_size: int) -> Conv4:
+        """A frozen copy of ``pretrained-omniglot``'s Conv-4 (trained on the meta-train classes only)."""
+        from ..checkpoints import load_pretrained
+
+        source = load_pretrained(PRETRAINED_ENCODER)
+        if source.config.get("image_size", 28) != image_size:
+            raise ValueError(f"encoder='pretrained' uses {PRETRAINED_ENCODER}, trained on "
+                             f"{source.config.get('image_size', 28)}px drawings; build the model with that "
+                             f"image_size (--image-size {source.config.get('image_size', 28)})")
+        backbone = copy.deepcopy(source.backbone).eval()
+        backbone.requires_grad_(False)
+        return backbone
+
+    @property
+    def frozen_encoder(self) -> bool:
+        """True when the encoder is fixed, so drawings can be encoded once (:meth:`encode_drawings`)."""
+        return self.encoder_kind == "pretrained"
+
+    def train(self, mode: bool = True) -> SequenceClassifier:
+        super().train(mode)
+        if self.frozen_encoder:  # a frozen encoder always uses its running statistics
+            self.encoder.eval()
+        return self
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """What the controller sees of each drawing: ``(B, L, 1, H, W)`` -> ``(B, L, F)`` (pixels or features)."""
+        if self.encoder is None:
+            return images.flatten(2)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen_encoder):
+            return self.encoder.embed(images.flatten(0, 1)).unflatten(0, images.shape[:2])
+
+    @torch.no_grad()
+    def encode_drawings(self, images: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+        """Frozen-encoder features of grouped drawings, computed once: ``(C, D, 1, H, W)`` -> ``(C, D, F)``.
+
+        The result can be given to :meth:`forward` in place of the drawings.
+        """
+        if not self.frozen_encoder:
+            raise ValueError(f"only a frozen encoder (encoder='pretrained') can encode drawings ahead of time; "
+                             f"this model's encoder is {self.encoder_kind!r} and is trained with the rest")
+        flat = images.flatten(0, 1)
+        self.inputs(flat[:1].unsqueeze(0), torch.zeros(1, 1, dtype=torch.long, device=flat.device))  # checks shapes
+        feats = torch.cat([self.encoder.embed(flat[i : i + chunk]) for i in range(0, len(flat), chunk)])
+        return feats.unflatten(0, images.shape[:2])
+
+    def _precomputed(self, images: torch.Tensor) -> bool:
+        return (self.frozen_encoder and isinstance(images, torch.Tensor) and images.dim() == 3
+                and images.shape[-1] == self.feature_size)
 
     def inputs(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """``[x_t, onehot(y_{t-1})]`` for every step: ``(B, L, 1, H, W)``, ``(B, L)`` -> ``(B, L, H*W + classes)``."""
+        """``[f(x_t), onehot(y_{t-1})]`` for every step: ``(B, L, 1, H, W)``, ``(B, L)`` -> ``(B, L, F + classes)``
+        (``F = H*W`` for raw pixels)."""
         s = self.image_size
-        if not isinstance(images, torch.Tensor) or images.dim() != 5 or tuple(images.shape[2:]) != (1, s, s):
+        precomputed = self._precomputed(images)
+        if not precomputed and (not isinstance(images, torch.Tensor) or images.dim() != 5
+                                or tuple(images.shape[2:]) != (1, s, s)):
             shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
             raise ValueError(
                 f"images must be (batch, steps, 1, {s}, {s}) for this model (built for {s}x{s} drawings); got "
@@ -110,7 +191,7 @@ class SequenceClassifier(EpisodicMethod):
             )
         onehot = F.one_hot(labels.long(), self.classes).to(images.dtype)
         prev = torch.cat([torch.zeros_like(onehot[:, :1]), onehot[:, :-1]], 1)
-        return torch.cat([images.flatten(2), prev], -1)
+        return torch.cat([images if precomputed else self.features(images), prev], -1)
 
     def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = batch
@@ -145,7 +226,7 @@ class SequenceClassifier(EpisodicMethod):
         if config.image_size != self.image_size:
             raise ValueError(f"the model was built for {self.image_size}px drawings but the run loads "
                              f"{config.image_size}px ones: pass --image-size {self.image_size}")
-        return OmniglotSequences(config, device)
+        return OmniglotSequences(config, device, encode=self.encode_drawings if self.frozen_encoder else None)
 
     def evaluate_report(self, episodes: int = 600, seed: int = 0, split: str = "test", shots: int = 10) -> str:
         """Accuracy at presentations 1, 2, 3, 5, 10 (± 95 % CI over episodes) on ``split``'s alphabets."""
@@ -154,6 +235,8 @@ class SequenceClassifier(EpisodicMethod):
 
         device = next(self.parameters()).device
         data = omniglot_split(split, size=self.image_size).images.to(device)
+        if self.frozen_encoder:
+            data = self.encode_drawings(data)
         x, y = SequenceEpisodes(data, self.classes, shots, seed=seed).sample(episodes)
         acc = self.presentation_accuracy(x, y)
         lines = [f"accuracy by presentation ({self.classes} classes x {shots} drawings, {episodes} episodes "
@@ -179,9 +262,11 @@ class SequenceClassifier(EpisodicMethod):
         sx, sy = support_x[order].unsqueeze(0), targets[order].unsqueeze(0)
         state = self.expand_state(self(sx, sy)[1]["state"], query_x.shape[0])
         # every query is shown as the next step, with the last support label as the "previous label"
-        self.inputs(query_x.unsqueeze(1), torch.zeros_like(targets[:1]).expand(query_x.shape[0], 1))  # checks shapes
-        last = F.one_hot(sy[0, -1], self.classes).to(query_x.dtype).expand(query_x.shape[0], -1)
-        out, _ = self.run_inputs(torch.cat([query_x.flatten(1), last], -1).unsqueeze(1), state)
+        # inputs() puts the previous label in place: each query is a 2-step sequence [last support, query]
+        pair = torch.stack([sx[0, -1:].expand_as(query_x), query_x], 1)
+        q = query_x.shape[0]
+        labels = torch.stack([sy[0, -1].expand(q), torch.zeros_like(targets[:1]).expand(q)], 1)
+        out, _ = self.run_inputs(self.inputs(pair, labels)[:, 1:], state)
         return out[:, 0, :n]
 
 
@@ -195,6 +280,12 @@ class MANN(SequenceClassifier):
         memory_size, memory_width: ``N`` slots of width ``M`` (128 x 40).
         read_heads: heads (4); each reads with its own key and writes that key.
         gamma: usage decay (0.95).
+        write_first: the paper's order within a step (write, then read the memory just written to);
+            ``False`` reads first (module docstring says why the order matters).
+        encoder: what the controller sees of a drawing: ``"pixels"`` (the paper: the flattened drawing),
+            ``"conv"`` (a 32-filter Conv-4 with batch norm, trained end to end with the rest) or
+            ``"pretrained"`` (the frozen 64-feature backbone of the ``pretrained-omniglot`` checkpoint,
+            trained on the meta-train classes only; drawings are then encoded once, ahead of training).
 
     The memory starts at zero (an empty slot has cosine 0 with every key) and the key strength
     starts near 11: with ``beta`` near 1 a read spreads over all 128 slots (a matching slot gets
@@ -205,9 +296,10 @@ class MANN(SequenceClassifier):
     name = "mann"
 
     def __init__(self, classes: int = 5, image_size: int = 28, hidden: int = 200, memory_size: int = 128,
-                 memory_width: int = 40, read_heads: int = 4, gamma: float = 0.95) -> None:
-        super().__init__(classes, image_size, hidden=hidden, memory_size=memory_size, memory_width=memory_width,
-                         read_heads=read_heads, gamma=gamma)
+                 memory_width: int = 40, read_heads: int = 4, gamma: float = 0.95, encoder: str = "pixels",
+                 write_first: bool = True) -> None:
+        super().__init__(classes, image_size, encoder, hidden=hidden, memory_size=memory_size,
+                         memory_width=memory_width, read_heads=read_heads, gamma=gamma, write_first=write_first)
         for name, v in (("hidden", hidden), ("memory_size", memory_size), ("memory_width", memory_width),
                         ("read_heads", read_heads)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -218,6 +310,7 @@ class MANN(SequenceClassifier):
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma (usage decay) must lie in [0, 1]; got {gamma}")
         self.hidden, self.n, self.m, self.heads, self.gamma = hidden, memory_size, memory_width, read_heads, gamma
+        self.write_first = bool(write_first)
         self.lstm = nn.LSTMCell(self.input_size + read_heads * memory_width, hidden)
         self.interface = nn.Linear(hidden, read_heads * (memory_width + 2))  # key, alpha, beta per head
         with torch.no_grad():  # reads start selective: beta = 1 + softplus(10) ~ 11 (see the class docstring)
@@ -248,6 +341,15 @@ class MANN(SequenceClassifier):
         w_x, w_rh, bias = self._weights()
         return self._step(F.linear(inp, w_x, bias), w_rh, state)
 
+    @staticmethod
+    def _read(keys: torch.Tensor, beta: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Content read: cosine of every key ``(B, R, M)`` with every slot of ``memory`` ``(B, N, M)``, sharpened
+        by ``beta`` ``(B, R, 1)``: weights ``(B, R, N)`` and read vectors ``(B, R, M)``."""
+        sim = (keys @ memory.transpose(1, 2)) / (keys.norm(dim=-1, keepdim=True) * memory.norm(dim=-1).unsqueeze(1)
+                                                 + EPS)
+        read_w = torch.softmax(beta * sim, -1)
+        return read_w, read_w @ memory
+
     def _step(self, gates_x: torch.Tensor, w_rh: torch.Tensor, state: MANNState):
         """:meth:`forward_step` with the input's share of the LSTM gates ``(B, 4 * hidden)`` precomputed."""
         b = gates_x.shape[0]
@@ -260,17 +362,16 @@ class MANN(SequenceClassifier):
         keys = torch.tanh(params[..., : self.m])  # (B, R, M)
         alpha = torch.sigmoid(params[..., self.m : self.m + 1])  # (B, R, 1)
         beta = 1 + F.softplus(params[..., self.m + 1 :])  # (B, R, 1)
-        # read first, from the memory as the earlier steps left it: cosine of every key with every slot (B, R, N)
         memory = state.memory
-        sim = (keys @ memory.transpose(1, 2)) / (keys.norm(dim=-1, keepdim=True) * memory.norm(dim=-1).unsqueeze(1)
-                                                 + EPS)
-        read_w = torch.softmax(beta * sim, -1)
-        reads = read_w @ memory  # (B, R, M)
-        # then write the keys: to the slots read last step, or to the least-used ones (zeroed first)
+        if not self.write_first:  # read first, from the memory as the earlier steps left it
+            read_w, reads = self._read(keys, beta, memory)
+        # write the keys: to the slots read last step, or to the least-used ones (zeroed first)
         lu = least_used(state.usage, self.heads)  # (B, R, N) one-hot rows
         write_w = alpha * state.read_w + (1 - alpha) * lu
         memory = memory * (1 - lu.sum(1).clamp_max(1)).unsqueeze(-1)
         memory = memory + write_w.transpose(1, 2) @ keys  # (B, N, M)
+        if self.write_first:  # the paper's order: read the memory this step's keys were just written to
+            read_w, reads = self._read(keys, beta, memory)
         usage = self.gamma * state.usage + read_w.sum(1) + write_w.sum(1)
         logits = self.out(torch.cat([h, reads.flatten(1)], -1))
         return logits, MANNState(memory, reads, read_w, usage, (h, c)), {"read": read_w, "write": write_w}
@@ -308,14 +409,14 @@ class LSTMOneShot(SequenceClassifier):
     """The baseline of Santoro et al.: an LSTM on the same ``[x_t, y_{t-1}]`` inputs, no external memory.
 
     Args:
-        classes, image_size: as :class:`MANN`.
+        classes, image_size, encoder: as :class:`MANN`.
         hidden: LSTM units.
     """
 
     name = "lstm_oneshot"
 
-    def __init__(self, classes: int = 5, image_size: int = 28, hidden: int = 200) -> None:
-        super().__init__(classes, image_size, hidden=hidden)
+    def __init__(self, classes: int = 5, image_size: int = 28, hidden: int = 200, encoder: str = "pixels") -> None:
+        super().__init__(classes, image_size, encoder, hidden=hidden)
         if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
             raise ValueError(f"hidden must be a positive int; got {hidden!r}")
         self.hidden = hidden

@@ -12,6 +12,7 @@ class can only be guessed; from the second presentation on, the label was shown 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -54,18 +55,29 @@ class SequenceEpisodes:
 class OmniglotSequences(TaskSource):
     """Training meta-batches of ``config.tasks`` episodes of ``config.ways`` x ``config.shots`` drawings.
 
+    ``encode`` (a frozen encoder's :meth:`~metalearn_lite.algorithms.mann.SequenceClassifier.encode_drawings`)
+    turns every drawing into its features once, and episodes are drawn from the features.
+
     Data: the meta-train alphabets at ``config.image_size`` pixels (with rotations as extra classes
     when ``config.rotations``; a random affine distortion of every drawing when ``config.augment``).
     Validation: ``config.val_episodes`` fixed episodes of the meta-val alphabet, scored by the mean
     accuracy over presentations 2..shots (metrics: that mean and the 1st, 2nd, 5th, 10th).
     """
 
-    def __init__(self, config: TrainConfig, device: torch.device) -> None:
+    def __init__(self, config: TrainConfig, device: torch.device,
+                 encode: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         cfg = self.config = config
+        if encode is not None and cfg.augment:
+            raise ValueError("this model's frozen encoder encodes every drawing once, before training, so "
+                             "--augment would distort drawings the model never sees; train without --augment")
         train = omniglot_split("train", size=cfg.image_size, by=cfg.by, rotations=cfg.rotations, seed=cfg.seed)
-        self.episodes = SequenceEpisodes(train.images.to(device), cfg.ways, cfg.shots, seed=cfg.seed)
+        images = train.images.to(device)
+        self.episodes = SequenceEpisodes(images if encode is None else encode(images), cfg.ways, cfg.shots,
+                                         seed=cfg.seed)
         self.augment_generator = torch.Generator().manual_seed(cfg.seed + 1)
         val = omniglot_split("val", size=cfg.image_size, by=cfg.by, seed=cfg.seed).images.to(device)
+        if encode is not None:
+            val = encode(val)
         self.val = SequenceEpisodes(val, cfg.ways, cfg.shots, seed=12345).sample(cfg.val_episodes)
 
     def generators(self) -> dict[str, torch.Generator]:
