@@ -262,11 +262,10 @@ class SequenceClassifier(EpisodicMethod):
         sx, sy = support_x[order].unsqueeze(0), targets[order].unsqueeze(0)
         state = self.expand_state(self(sx, sy)[1]["state"], query_x.shape[0])
         # every query is shown as the next step, with the last support label as the "previous label"
-        # inputs() puts the previous label in place: each query is a 2-step sequence [last support, query]
-        pair = torch.stack([sx[0, -1:].expand_as(query_x), query_x], 1)
-        q = query_x.shape[0]
-        labels = torch.stack([sy[0, -1].expand(q), torch.zeros_like(targets[:1]).expand(q)], 1)
-        out, _ = self.run_inputs(self.inputs(pair, labels)[:, 1:], state)
+        step = self.inputs(query_x.unsqueeze(1), torch.zeros_like(targets[:1]).expand(query_x.shape[0], 1))
+        step = torch.cat([step[..., : -self.classes],
+                          F.one_hot(sy[0, -1], self.classes).to(step.dtype).expand_as(step[..., -self.classes:])], -1)
+        out, _ = self.run_inputs(step, state)
         return out[:, 0, :n]
 
 
