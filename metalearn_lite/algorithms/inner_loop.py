@@ -28,6 +28,7 @@ against finite differences), so :func:`check_batching` refuses that combination;
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -100,6 +101,34 @@ def adapt(
     return params, torch.stack(losses) if losses else x.new_zeros(0)
 
 
+def _task(value: Any, i: int) -> Any:
+    """Task ``i`` of a batched tensor, or of each tensor of a ``{name: tensor}`` dict."""
+    return {k: v[i] for k, v in value.items()} if isinstance(value, dict) else value[i]
+
+
+def _stack(outs: list[Any]) -> Any:
+    """Stack per-task results (tensors, or tuples / dicts of them) along a new first dimension."""
+    first = outs[0]
+    if isinstance(first, dict):
+        return {k: _stack([o[k] for o in outs]) for k in first}
+    if isinstance(first, tuple):
+        return tuple(_stack(list(z)) for z in zip(*outs))
+    return torch.stack(outs)
+
+
+def over_tasks(one: Callable[..., Any], batching: str, *tasks: Any) -> Any:
+    """``one(*task_i, functional=...)`` for every task of a meta-batch, stacked along the task dimension.
+
+    ``tasks`` are tensors ``(T, ...)`` or ``{name: (T, ...)}`` dicts.  ``batching="vmap"`` runs one
+    ``torch.func.vmap`` call (``functional=True``: ``one`` must use ``torch.func`` transforms); ``"loop"``
+    runs the tasks one after another (``functional=False``).
+    """
+    if batching == "vmap":
+        return torch.func.vmap(lambda *a: one(*a, functional=True))(*tasks)
+    count = len(next(iter(tasks[0].values())) if isinstance(tasks[0], dict) else tasks[0])
+    return _stack([one(*(_task(t, i) for t in tasks), functional=False) for i in range(count)])
+
+
 def check_batching(net: nn.Module, batching: str, first_order: bool) -> None:
     """``ValueError`` for an unknown strategy, or for second-order ``vmap`` through ``F.batch_norm``."""
     if batching not in BATCHING:
@@ -142,10 +171,7 @@ def task_outputs(
         out = functional_call(net, adapted, (qx,))
         return loss_fn(out, qy), out, inner
 
-    if batching == "vmap":
-        return torch.func.vmap(lambda *a: one(*a, functional=True))(support_x, support_y, query_x, query_y)
-    outs = [one(support_x[i], support_y[i], query_x[i], query_y[i], False) for i in range(support_x.shape[0])]
-    return tuple(torch.stack(z) for z in zip(*outs))  # type: ignore[return-value]
+    return over_tasks(one, batching, support_x, support_y, query_x, query_y)
 
 
 def adapt_tasks(
@@ -168,18 +194,12 @@ def adapt_tasks(
     def one(xi: torch.Tensor, yi: torch.Tensor, functional: bool):
         return adapt(net, params, xi, yi, loss_fn, steps, lr, first_order, trainable, functional)
 
-    if batching == "vmap":
-        return torch.func.vmap(lambda a, b: one(a, b, functional=True))(x, y)
-    outs = [one(x[i], y[i], False) for i in range(x.shape[0])]
-    stacked = {n: torch.stack([o[0][n] for o in outs]) for n in outs[0][0]}
-    return stacked, torch.stack([o[1] for o in outs])
+    return over_tasks(one, batching, x, y)
 
 
 def forward_tasks(net: nn.Module, params: Params, x: torch.Tensor, batching: str = "loop") -> torch.Tensor:
     """``net`` with per-task weights ``{name: (T, *shape)}`` on inputs ``(T, B, ...)`` -> ``(T, B, ...)``."""
-    if batching == "vmap":
-        return torch.func.vmap(lambda p, xi: functional_call(net, p, (xi,)))(params, x)
-    return torch.stack([functional_call(net, {n: p[i] for n, p in params.items()}, (x[i],)) for i in range(x.shape[0])])
+    return over_tasks(lambda p, xi, functional: functional_call(net, p, (xi,)), batching, params, x)
 
 
 def check_finite_inner(inner_losses: torch.Tensor, lr: Rate, query_losses: torch.Tensor | None = None) -> None:
