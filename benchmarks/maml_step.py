@@ -11,12 +11,19 @@ Adam step.  Three ways to run it, on the same weights and tasks:
 
 Shapes: Conv-4 (64 filters, batch-statistics norm) on Omniglot 5-way 1-shot 15-query tasks,
 meta-batch 32; the sinusoid 40-40 MLP with 10 support and 10 query points, meta-batch 25; 1 and 5
-inner steps; first and second order.  Every (shape, variant) runs in its own process, so the peak
-memory is that process's high-water mark of resident memory (CPU) or ``max_memory_allocated``
-(CUDA) above what it held before the first meta-step.  Each child also saves the meta-gradient of
-the first step; the table gives its relative difference to the clone baseline's.
+inner steps; first and second order.
 
-    python benchmarks/maml_step.py                  # ~10 minutes on 2 CPU cores
+Time: the variants of a shape run in one process, interleaved (one meta-step of each in turn,
+the order rotated every round, after ``--warmup`` untimed steps each), and the table gives the
+median of ``--repeats`` steps.  On a shared 2-core machine the speed of consecutive processes, and
+of consecutive steps in one process, drifts by 10 % and more, twice the 5 % Conv-4 target;
+interleaving exposes every variant to the same drift.  Memory: every (shape, variant) also runs
+alone in its own process, and the table gives that process's high-water mark of resident memory
+(CPU) or ``max_memory_allocated`` (CUDA) above what it held before its first meta-step.  That
+process also saves the meta-gradient of the first step; the table gives its relative difference
+to the clone baseline's.
+
+    python benchmarks/maml_step.py                  # ~15 minutes on 2 CPU cores
     python benchmarks/maml_step.py --all            # also Conv-4 vmap with 5 inner steps (>10 GB on a CPU)
     python benchmarks/maml_step.py --only sinusoid  # ~1 minute
     python benchmarks/maml_step.py --device cuda
@@ -111,39 +118,54 @@ def package_step(method, ep, opt) -> None:
     opt.step()
 
 
-def child(family: str, steps: int, order: str, variant: str, repeats: int, device: str, grad_file: str) -> None:
+def child(family: str, steps: int, order: str, variant: str, device: str, grad_file: str) -> None:
+    """One variant in a fresh process: its meta-gradient at the initial weights and its peak memory."""
     dev = torch.device(device)
     method, ep = setup(family, steps, order, variant, dev)
     opt = torch.optim.Adam(method.parameters(), 1e-3)
     step = clone_step if variant == "clone" else package_step
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
     else:
         before = rss_bytes()
-    # first step: record the meta-gradient at the initial weights (also the warm-up)
-    opt.zero_grad(set_to_none=True)
-    lr_backup = opt.param_groups[0]["lr"]
     opt.param_groups[0]["lr"] = 0.0  # the gradient-recording step leaves the weights unchanged
     step(method, ep, opt)
     torch.save([p.grad.detach().cpu() for p in method.net.parameters()], grad_file)
-    opt.param_groups[0]["lr"] = lr_backup
-    times = []
-    for _ in range(repeats):
-        sync()
-        t = time.perf_counter()
-        step(method, ep, opt)
-        sync()
-        times.append(time.perf_counter() - t)
+    opt.param_groups[0]["lr"] = 1e-3
+    step(method, ep, opt)
     peak = (torch.cuda.max_memory_allocated() if dev.type == "cuda" else peak_rss_bytes()) - before
-    print(json.dumps({"ms": 1e3 * statistics.median(times), "peak_mb": peak / 2**20}))
+    print(json.dumps({"peak_mb": peak / 2**20}))
 
 
-def run_child(shape, variant, args, grad_file) -> dict | str:
-    family, steps, order = shape
-    cmd = [sys.executable, __file__, "--child", family, str(steps), order, variant, "--repeats", str(args.repeats),
-           "--device", args.device, "--grad-file", grad_file]
+def timing_child(family: str, steps: int, order: str, variants: list[str], repeats: int, warmup: int,
+                 device: str) -> None:
+    """Time the variants in one process, interleaved: round ``r`` runs one meta-step of each, in an order
+    rotated every round, so that drift of the machine's speed reaches every variant alike."""
+    dev = torch.device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    runs = {}
+    for v in variants:
+        method, ep = setup(family, steps, order, v, dev)
+        opt = torch.optim.Adam(method.parameters(), 1e-3)
+        runs[v] = (method, ep, opt, clone_step if v == "clone" else package_step)
+    for _ in range(warmup):  # untimed: the first steps of a process run slower (allocator, caches)
+        for method, ep, opt, step in runs.values():
+            step(method, ep, opt)
+    times = {v: [] for v in variants}
+    for r in range(repeats):
+        for v in variants[r % len(variants):] + variants[: r % len(variants)]:
+            method, ep, opt, step = runs[v]
+            sync()
+            t = time.perf_counter()
+            step(method, ep, opt)
+            sync()
+            times[v].append(1e3 * (time.perf_counter() - t))
+    print(json.dumps(times))
+
+
+def run_child(args_list: list[str], device: str) -> dict | str:
+    cmd = [sys.executable, __file__, *args_list, "--device", device]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         return (res.stderr.strip().splitlines() or ["failed"])[-1][:60]
@@ -158,56 +180,77 @@ def rel_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=3, help="timed meta-steps per variant (median reported)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed meta-steps per variant (median reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed meta-steps per variant before timing")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", choices=["conv4", "sinusoid"], help="run one family only")
     parser.add_argument("--all", action="store_true", help="include the Conv-4 vmap runs with 5 inner steps")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--timing-child", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--grad-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         family, steps, order, variant = args.child
-        child(family, int(steps), order, variant, args.repeats, args.device, args.grad_file)
+        child(family, int(steps), order, variant, args.device, args.grad_file)
         return
-    print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, "
-          f"median of {args.repeats} meta-steps (forward, inner adaptation, outer backward, Adam step)\n")
+    if args.timing_child:
+        family, steps, order, variants = args.timing_child
+        timing_child(family, int(steps), order, variants.split(","), args.repeats, args.warmup, args.device)
+        return
+    print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads; time: median of "
+          f"{args.repeats} meta-steps (forward, inner adaptation, outer backward, Adam step) per variant, the "
+          f"variants interleaved in one process after {args.warmup} untimed steps each\n")
     header = (f"{'model':9s} {'steps':>5s} {'order':>6s} | {'vmap ms':>9s} {'loop ms':>9s} {'clone ms':>9s} | "
-              f"{'vmap MB':>8s} {'loop MB':>8s} {'clone MB':>8s} | {'best/clone':>10s} {'best':>5s} | grad rel. diff")
+              f"{'vmap MB':>8s} {'loop MB':>8s} {'clone MB':>8s} | {'best/clone':>10s} {'best':>5s} "
+              f"{'auto/clone':>10s} {'auto':>5s} | grad rel. diff")
     print(header)
     print("-" * len(header))
     with tempfile.TemporaryDirectory() as tmp:
         for shape in SHAPES:
             if args.only and shape[0] != args.only:
                 continue
+            family, steps, order = shape
             res, grads = {}, {}
             for v in VARIANTS:
                 gf = str(Path(tmp) / f"{v}.pt")
                 if (*shape, v) in HEAVY and not args.all and args.device == "cpu":
                     res[v] = "skipped: needs > 10 GB on a CPU (--all runs it)"
                     continue
-                res[v] = run_child(shape, v, args, gf)
+                res[v] = run_child(["--child", family, str(steps), order, v, "--grad-file", gf], args.device)
                 if isinstance(res[v], dict):
                     grads[v] = torch.load(gf)
-            ok = {v: r for v, r in res.items() if isinstance(r, dict)}
+            ok = [v for v in VARIANTS if isinstance(res[v], dict)]
+            times = run_child(["--timing-child", family, str(steps), order, ",".join(ok), "--repeats",
+                               str(args.repeats), "--warmup", str(args.warmup)], args.device) if ok else {}
+            if isinstance(times, str):
+                print(f"{family:9s} {steps:5d} {order:>6s} | timing failed: {times}")
+                continue
+            for v in ok:
+                res[v]["ms"] = statistics.median(times[v])
 
-            def cell(v, key, width, ok=ok):
-                return f"{ok[v][key]:{width}.1f}" if v in ok else f"{'-':>{width}s}"
+            def cell(v, key, width, res=res, ok=ok):
+                return f"{res[v][key]:{width}.1f}" if v in ok else f"{'-':>{width}s}"
 
-            pkg = {v: ok[v]["ms"] for v in ("vmap", "loop") if v in ok}
+            def ratio(v, res=res, ok=ok):
+                return f"{res[v]['ms'] / res['clone']['ms']:10.3f}" if v in ok and "clone" in ok else f"{'-':>10s}"
+
+            pkg = {v: res[v]["ms"] for v in ("vmap", "loop") if v in ok}
             best = min(pkg, key=pkg.get) if pkg else "-"
-            ratio = f"{pkg[best] / ok['clone']['ms']:10.3f}" if pkg and "clone" in ok else f"{'-':>10s}"
+            model = MAML() if family == "conv4" else MAMLRegressor()
+            auto = model.resolve_batching(order == "first", torch.device(args.device))
             diffs = " ".join(f"{v} {rel_diff(grads[v], grads['clone']):.1e}" for v in ("vmap", "loop")
                              if v in grads and "clone" in grads)
-            family, steps, order = shape
             print(f"{family:9s} {steps:5d} {order:>6s} | {cell('vmap', 'ms', 9)} {cell('loop', 'ms', 9)} "
                   f"{cell('clone', 'ms', 9)} | {cell('vmap', 'peak_mb', 8)} {cell('loop', 'peak_mb', 8)} "
-                  f"{cell('clone', 'peak_mb', 8)} | {ratio} {best:>5s} | {diffs}", flush=True)
-            for v, r in res.items():
+                  f"{cell('clone', 'peak_mb', 8)} | {ratio(best)} {best:>5s} {ratio(auto)} {auto:>5s} | {diffs}",
+                  flush=True)
+            for v in VARIANTS:
                 if v not in ok:
-                    print(f"    {v}: {r}")
-    print("\nbest/clone: the faster package strategy's time over the clone-per-task baseline's "
-          "(targets: sinusoid <= 0.2, i.e. >= 5x; Conv-4 <= 1.05).")
-    print("MB: peak resident memory above the process's memory before the first meta-step.")
+                    print(f"    {v}: {res[v]}")
+    print("\nbest/clone: the faster package strategy's time over the clone-per-task baseline's; auto/clone: the "
+          "strategy batching='auto' picks on this device (targets: sinusoid <= 0.2, i.e. >= 5x; Conv-4 <= 1.05).")
+    print("MB: peak resident memory above the process's memory before the first meta-step (one process per "
+          "variant).")
 
 
 if __name__ == "__main__":

@@ -51,13 +51,14 @@ class ClassBatches(TaskSource):
 
     def __init__(self, config: TrainConfig, device: torch.device, classes: int) -> None:
         cfg = self.config = config
-        train = omniglot_split("train", size=cfg.image_size, by=cfg.by, rotations=cfg.rotations, seed=cfg.seed)
+        train = omniglot_split("train", size=cfg.image_size, by=cfg.by, rotations=cfg.rotations, seed=cfg.seed,
+                               mirrors=cfg.mirrors)
         self.num_classes = train.images.shape[0]
         if classes != self.num_classes:
             raise ValueError(
                 f"the model's head has {classes} classes but the training split has {self.num_classes} "
-                f"(rotations={cfg.rotations}); build it with classes={self.num_classes} "
-                f"(CLI: --classes {self.num_classes}) or change --rotations"
+                f"(rotations={cfg.rotations}, mirrors={cfg.mirrors}); build it with classes={self.num_classes} "
+                f"(CLI: --classes {self.num_classes}) or change --rotations / --mirrors"
             )
         self.val_images = omniglot_split("val", size=cfg.image_size, by=cfg.by, seed=cfg.seed).images.to(device)
         self.sampler = EpisodeSampler(train.images.to(device), ways=cfg.ways, shots=cfg.shots, queries=0,

@@ -37,6 +37,7 @@ HELP = {
     "lr_decay_every": "... every this many steps (step decay)",
     "weight_decay": "Adam weight decay",
     "rotations": "add 90/180/270-degree rotations of the training characters as new classes",
+    "mirrors": "add the mirror image of every training class (after rotations) as a new class",
     "augment": "random affine distortion (rotation, shift, zoom, shear) of every training image",
     "by": "split Omniglot by 'alphabet' (test alphabets unseen) or by 'character'",
     "image_size": "image side in pixels",
@@ -104,6 +105,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda, mps (default: best available)")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--init-body", metavar="NAME",
+                   help="maml, reptile: start from the Conv-4 body of this pretrained model (e.g. "
+                        "pretrained-omniglot); its own training time counts towards this model's")
     g = p.add_argument_group("model (a flag applies to the methods whose constructor takes it; unset: its default)")
     for key, (kind, choices, text) in MODEL_FLAGS.items():
         users = ", ".join(m for m in sorted(METHODS) if key in method_options(m))
@@ -168,6 +172,16 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
         model_keys["image_size"] = cfg.image_size  # the model is built for the drawings the run loads (--image-size)
     torch.manual_seed(cfg.seed)  # the initial weights follow --seed too
     method = build_method(args.method, **model_keys)
+    if args.init_body:
+        if not hasattr(method, "init_body"):
+            raise ValueError(f"--init-body does not apply to {args.method}; it starts a maml or reptile model from a "
+                             "pretrained Conv-4 body")
+        source = load_pretrained(args.init_body)
+        backbone = getattr(source, "backbone", None)
+        if backbone is None:
+            raise ValueError(f"{args.init_body} is a {source.name} model, which has no Conv-4 backbone to start "
+                             "from; use a pretrained model such as pretrained-omniglot")
+        method.init_body(backbone)
     device = args.device or default_device()
     command = "python -m metalearn_lite " + shlex.join(argv)
     result = train(method, cfg, args.out, device=device, command=command, progress=not args.no_progress,

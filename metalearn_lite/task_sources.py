@@ -52,7 +52,8 @@ class OmniglotEpisodes(TaskSource):
     def __init__(self, config: TrainConfig, device: torch.device, queries: int | None = None) -> None:
         cfg = self.config = config
         self.queries = cfg.queries if queries is None else queries
-        train = omniglot_split("train", size=cfg.image_size, by=cfg.by, rotations=cfg.rotations, seed=cfg.seed)
+        train = omniglot_split("train", size=cfg.image_size, by=cfg.by, rotations=cfg.rotations, seed=cfg.seed,
+                               mirrors=cfg.mirrors)
         self.val_images = omniglot_split("val", size=cfg.image_size, by=cfg.by, seed=cfg.seed).images.to(device)
         self.sampler = EpisodeSampler(train.images.to(device), ways=cfg.ways, shots=cfg.shots,
                                       queries=self.queries, seed=cfg.seed)

@@ -44,6 +44,7 @@ class TrainConfig:
     lr_decay_every: int = 1000
     weight_decay: float = 0.0
     rotations: bool = True
+    mirrors: bool = False
     augment: bool = False
     by: str = "alphabet"
     image_size: int = 28

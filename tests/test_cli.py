@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import metalearn_lite.cli as cli
-from metalearn_lite.checkpoints import load_checkpoint, read_checkpoint
+from metalearn_lite.checkpoints import load_checkpoint, load_pretrained, read_checkpoint
 from metalearn_lite.cli import build_parser, main
 from metalearn_lite.training import TrainConfig, TrainResult
 
@@ -206,3 +206,29 @@ def test_image_size_flag_builds_the_model_for_that_size(tmp_path, monkeypatch):
     assert seen["model"].encoder_kind == "conv" and seen["model"].config["image_size"] == 20
     main(["train", "protonet", "--out", str(tmp_path / "run2"), "--image-size", "20", "--no-progress"])
     assert seen["cfg"].image_size == 20  # methods without an image_size argument are built as before
+
+
+def test_init_body_starts_maml_from_the_pretrained_backbone(tmp_path, monkeypatch, capsys):
+    seen = {}
+
+    def fake_train(method, cfg, out, **kwargs):
+        seen["model"], seen["command"] = method, kwargs["command"]
+        return TrainResult(Path(out), step=0, best_val=0.0, interrupted=True)
+
+    monkeypatch.setattr(cli, "train", fake_train)
+    argv = ["train", "maml", "--out", str(tmp_path / "run"), "--init-body", "pretrained-omniglot", "--zero-head",
+            "--no-progress"]
+    main(argv)
+    source = load_pretrained("pretrained-omniglot").backbone.features.state_dict()
+    body = seen["model"].net.features
+    for name, p in body.named_parameters():
+        assert torch.equal(p, source[name]), name
+    assert "--init-body pretrained-omniglot" in seen["command"]  # recorded with the checkpoint
+    # a method without a Conv-4 body to start, or a source without a backbone: a clear error exit
+    assert main(["train", "protonet", "--out", str(tmp_path / "r2"), "--init-body", "pretrained-omniglot"]) == 2
+    assert "does not apply to protonet" in capsys.readouterr().err
+    assert main(["train", "maml", "--out", str(tmp_path / "r3"), "--init-body", "ntm-copy"]) == 2
+    assert "no Conv-4 backbone" in capsys.readouterr().err
+    assert main(["train", "maml", "--out", str(tmp_path / "r4"), "--init-body", "pretrained-omniglot",
+                 "--hidden", "32"]) == 2
+    assert "--hidden 64" in capsys.readouterr().err

@@ -294,3 +294,47 @@ def test_zero_head_vmap_and_loop_agree(kw):
     assert not any(n.startswith("net.head") for n in names)
     for a, b in zip(out["vmap"], out["loop"]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_init_body_copies_the_conv_weights_and_norm_affine_but_not_the_head():
+    from metalearn_lite.models import Conv4
+
+    torch.manual_seed(3)
+    source = Conv4(1, 3, norm="running").double()
+    with torch.no_grad():
+        for p in source.parameters():
+            p.normal_()
+    method = tiny_maml()
+    head = {n: p.clone() for n, p in method.net.head.named_parameters()}
+    copied = method.init_body(source)
+    assert len(copied) == 4 * 4  # conv weight and bias, norm weight and bias, per block
+    for name, p in method.net.features.named_parameters():
+        assert torch.equal(p, dict(source.features.named_parameters())[name])
+    for n, p in method.net.head.named_parameters():
+        assert torch.equal(p, head[n])
+    with pytest.raises(ValueError, match="--hidden 5"):
+        method.init_body(Conv4(1, 5))
+    with pytest.raises(ValueError, match="norm='none'"):
+        method.init_body(Conv4(1, 3, norm="none"))
+    with pytest.raises(ValueError, match="needs a Conv4"):
+        method.init_body(torch.nn.Linear(2, 2))
+
+
+def test_zero_head_model_takes_tasks_of_any_number_of_classes():
+    """The head is built per task: a model made for 2-way tasks trains on 4-way ones and classifies 3-way ones."""
+    method = tiny_maml(zero_head=True, meta_sgd=True)  # ways=2
+    assert method.inner_lrs["head__weight"].shape == (1, 3)  # one rate per feature, shared by the class rows
+    assert method.inner_lrs["head__bias"].shape == (1,)
+    method.train()
+    loss, acc = method.loss(image_tasks(tasks=2, ways=4, seed=6))
+    loss.backward()
+    assert method.inner_lrs["head__weight"].grad.abs().sum() > 0
+    ep = image_tasks(tasks=1, ways=3, shots=2, seed=7)
+    adapted = method.adapted(ep.support_x, ep.support_y, steps=1)
+    phi = method.net.embed(ep.support_x[0]).detach()
+    rate = method.rate()["head.weight"].detach()
+    expected = rate * ((F.one_hot(ep.support_y[0], 3).double() - 1 / 3).T @ phi) / len(phi)
+    torch.testing.assert_close(adapted["head.weight"][0], expected, rtol=1e-10, atol=1e-12)
+    assert method.logits(ep.support_x[0], ep.support_y[0], ep.query_x[0]).shape == (6, 3)
+    with pytest.raises(ValueError, match="--zero-head"):  # without the zeroing trick the head fixes the ways
+        tiny_maml().logits(ep.support_x[0], ep.support_y[0], ep.query_x[0])

@@ -10,6 +10,7 @@ import torch
 from metalearn_lite.algorithms import METHODS
 from metalearn_lite.algorithms.mann import MANN, LSTMOneShot, MANNState, least_used
 from metalearn_lite.checkpoints import load_checkpoint
+from metalearn_lite.datasets.omniglot import omniglot_split
 from metalearn_lite.datasets.omniglot_sequences import SequenceEpisodes, shuffle_episodes
 from metalearn_lite.evaluation import presentation_accuracy, presentation_index
 from metalearn_lite.fewshot import FewShotClassifier
@@ -281,7 +282,26 @@ def test_pretrained_encoder_errors():
         MANN(encoder="pretrained", image_size=20)
     with pytest.raises(ValueError, match="only a frozen encoder"):
         tiny(MANN, image_size=16, encoder="conv").encode_drawings(torch.rand(2, 3, 1, 16, 16))
+
+
+def test_pretrained_encoder_with_augment_shows_one_encoded_version_of_each_drawing(monkeypatch):
+    from metalearn_lite.datasets.omniglot_sequences import OmniglotSequences
+
+    monkeypatch.setattr(OmniglotSequences, "ENCODED_COPIES", 3)
     model = MANN(hidden=8, memory_size=8, memory_width=4, read_heads=1, encoder="pretrained")
-    cfg = TrainConfig(**{**MANN.train_defaults, "augment": True})
-    with pytest.raises(ValueError, match="train without --augment"):
-        model.task_source(cfg, torch.device("cpu"))
+    cfg = TrainConfig(**{**MANN.train_defaults, "augment": True, "tasks": 4, "val_episodes": 2})
+    source = model.task_source(cfg, torch.device("cpu"))
+    bank = source.episodes.sampler.data  # (C * D, 3 * 64): each drawing, then two distortions of it
+    assert source.copies == 3 and bank.shape[-1] == 3 * 64
+    versions = bank.unflatten(-1, (3, 64))  # (C * D, 3, 64)
+    drawings = omniglot_split("train", rotations=True, seed=cfg.seed).images[:2, :3]  # 2 characters x 3
+    per_class = bank.shape[0] // omniglot_split("train", rotations=True, seed=cfg.seed).images.shape[0]
+    ours = versions.unflatten(0, (-1, per_class))[:2, :3, 0]
+    torch.testing.assert_close(ours, model.encode_drawings(drawings))
+    assert (versions[:, 1:] - versions[:, :1]).abs().amax() > 1e-3  # the distortions change the features
+    x, y = source.sample()
+    assert x.shape == (4, 50, 64) and y.shape == (4, 50)
+    for row in x[0, :5]:  # every step shows exactly one of the encoded versions of a drawing
+        assert ((versions - row).abs().amax(-1) < 1e-6).any()
+    plain = model.task_source(TrainConfig(**{**MANN.train_defaults, "tasks": 4, "val_episodes": 2}), "cpu")
+    assert plain.copies == 1 and plain.episodes.sampler.data.shape[-1] == 64

@@ -167,6 +167,18 @@ def test_rotations_refused_outside_training(split):
         omniglot_split(split, rotations=True)
 
 
+def test_mirrors_double_the_training_classes_after_rotations():
+    rot = omniglot_split("train", rotations=True)
+    both = omniglot_split("train", rotations=True, mirrors=True)
+    n = len(rot.characters)
+    assert both.images.shape[0] == 2 * n
+    assert torch.equal(both.images[:n], rot.images)
+    assert torch.equal(both.images[n:], torch.flip(rot.images, dims=(-1,)))
+    assert both.characters[n + 5] == rot.characters[5] + "/mirror" and both.alphabets[n + 5] == rot.alphabets[5]
+    with pytest.raises(ValueError, match="mirrors"):
+        omniglot_split("test", mirrors=True)
+
+
 # ---------------------------------------------------------------- sizes
 
 

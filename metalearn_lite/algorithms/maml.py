@@ -27,7 +27,9 @@ Hessian-vector products when the inner gradients are built with ``create_graph=T
 
   so a query's logit for class ``c`` is ``alpha`` times its inner product with class ``c``'s
   support features (minus the mean over classes): a prototype classifier whose features the outer
-  loop learns, which trains much faster.
+  loop learns, which trains much faster.  The head is then built for each task's number of
+  classes, so a model can train on 20-way tasks and be tested on 5-way ones; and since the classes
+  are exchangeable, Meta-SGD learns one head rate per feature (shape ``(1, F)``), shared by the rows.
 
 The inner loop is :mod:`metalearn_lite.algorithms.inner_loop` (``torch.func``); the tasks of a
 meta-batch run under ``vmap`` or in a loop, chosen by measurement (``batching="auto"``, see
@@ -101,11 +103,14 @@ class GradientMetaLearner(EpisodicMethod):
         # meta-steps trained so far (a buffer, so that a resumed run knows where the warm-up ended)
         self.register_buffer("meta_step", torch.zeros((), dtype=torch.long))
         self.inner_lrs = None
-        if meta_sgd:
+        if meta_sgd:  # with a zero head, one rate per head column, shared by every class's row
             self.inner_lrs = nn.ParameterDict({
-                self._key(n): nn.Parameter(torch.full_like(p, inner_lr)) for n, p in self.net.named_parameters()
-                if n in self.trainable_names()
+                self._key(n): nn.Parameter(torch.full_like(p[:1] if self._zeroed(n) else p, inner_lr))
+                for n, p in self.net.named_parameters() if n in self.trainable_names()
             })
+
+    def _zeroed(self, name: str) -> bool:
+        return self.zero_head and name.startswith(self.head_prefix)
 
     @staticmethod
     def _key(name: str) -> str:
@@ -136,12 +141,13 @@ class GradientMetaLearner(EpisodicMethod):
             return "loop"
         return choice
 
-    def start_params(self, detach: bool = False) -> Params:
-        """The weights every task starts from: ``{name: tensor}`` (``zero_head``: a fresh zero head)."""
+    def start_params(self, detach: bool = False, ways: int | None = None) -> Params:
+        """The weights every task starts from: ``{name: tensor}`` (``zero_head``: a fresh zero head, with
+        ``ways`` rows when given)."""
         params = params_of(self.net, detach=detach)
         if self.zero_head:
-            params.update({n: torch.zeros_like(p, requires_grad=True) for n, p in params.items()
-                           if n.startswith(self.head_prefix)})
+            params.update({n: p.new_zeros((p.shape[0] if ways is None else ways, *p.shape[1:]), requires_grad=True)
+                           for n, p in params.items() if self._zeroed(n)})
         return params
 
     def training_first_order(self) -> bool:
@@ -163,7 +169,7 @@ class GradientMetaLearner(EpisodicMethod):
         steps = self.inner_steps if steps is None else steps
         batching = self.resolve_batching(fo, episode.support_x.device)
         args = (self.task_loss, steps, lr, fo, self.trainable_names())
-        net_params = self.start_params()
+        net_params = self.start_params(ways=int(episode.support_y.max()) + 1 if self.zero_head else None)
         if batching == "loop" and torch.is_grad_enabled():
             weights = [p for p in self.parameters() if p.requires_grad]
             total = [torch.zeros_like(p) for p in weights]
@@ -201,7 +207,8 @@ class GradientMetaLearner(EpisodicMethod):
         if isinstance(lr, dict):
             lr = {n: v.detach() for n, v in lr.items()}
         with torch.enable_grad():
-            adapted, inner = adapt_tasks(self.net, self.start_params(detach=True), x, y, self.task_loss, steps, lr,
+            ways = int(y.max()) + 1 if self.zero_head else None
+            adapted, inner = adapt_tasks(self.net, self.start_params(True, ways), x, y, self.task_loss, steps, lr,
                                          True, self.trainable_names(), self.resolve_batching(True, x.device))
         check_finite_inner(inner, lr)
         return {n: p.detach() for n, p in adapted.items()}
@@ -215,7 +222,8 @@ class MAML(GradientMetaLearner):
     """MAML on a Conv-4 classifier with an ``ways``-output linear head.
 
     Args:
-        ways: classes per task (the head's outputs); test tasks must have this many.
+        ways: classes per task (the head's outputs); test tasks must have this many, except with
+            ``zero_head``, where the head is built for each task's classes.
         hidden, norm, in_channels: Conv-4's (``norm`` must be ``"batch"`` or ``"none"``: running
             statistics would be updated in place by every inner forward).
         inner_lr: ``alpha``; inner_steps: inner steps in training; test_steps: at test time.
@@ -250,8 +258,32 @@ class MAML(GradientMetaLearner):
     def task_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(output, target)
 
+    @torch.no_grad()
+    def init_body(self, backbone: Conv4) -> list[str]:
+        """Start meta-training from a trained Conv-4 body (e.g. ``pretrained-omniglot``'s backbone).
+
+        Copies the convolution weights and the normalisation's scale and shift (not running
+        statistics: this network normalises with batch statistics); the head is left as it is.
+        Returns the names of the parameters copied.
+        """
+        if not isinstance(backbone, Conv4):
+            raise ValueError(f"init_body needs a Conv4 backbone; got {type(backbone).__name__}")
+        if (backbone.in_channels, backbone.hidden) != (self.net.in_channels, self.net.hidden):
+            raise ValueError(f"the backbone has {backbone.in_channels} input channels and {backbone.hidden} filters, "
+                             f"this model {self.net.in_channels} and {self.net.hidden}: build it with --hidden "
+                             f"{backbone.hidden}")
+        if (backbone.norm == "none") != (self.net.norm == "none"):
+            raise ValueError(f"the backbone was built with norm={backbone.norm!r} and this model with "
+                             f"norm={self.net.norm!r}: one has normalisation parameters the other lacks")
+        source = dict(backbone.features.named_parameters())
+        copied = []
+        for name, p in self.net.features.named_parameters():
+            p.copy_(source[name].to(p.device, p.dtype))
+            copied.append(f"features.{name}")
+        return copied
+
     def loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
-        if int(episode.support_y.max()) + 1 != self.ways:
+        if not self.zero_head and int(episode.support_y.max()) + 1 != self.ways:
             raise ValueError(f"this MAML model has {self.ways} outputs; train it on {self.ways}-way tasks (--ways)")
         loss, _, logits = self.meta_losses(episode)
         acc = (logits.argmax(-1) == episode.query_y).float().mean()
@@ -263,8 +295,9 @@ class MAML(GradientMetaLearner):
         With ``norm="batch"`` the query batch is normalised with its own statistics (transductive).
         """
         classes, targets = check_task(support_x, support_y, query_x)
-        if len(classes) != self.ways:
+        if not self.zero_head and len(classes) != self.ways:
             raise ValueError(f"this MAML model classifies {self.ways}-way tasks; the support set has {len(classes)} "
-                             f"classes (train a {len(classes)}-way model with --ways {len(classes)})")
+                             f"classes (train a {len(classes)}-way model with --ways {len(classes)}, or one "
+                             "with --zero-head, which classifies tasks of any number of classes)")
         params = self.adapted(support_x[None], targets[None])
         return self.forward_with(params, query_x[None])[0]

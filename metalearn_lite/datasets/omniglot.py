@@ -143,6 +143,18 @@ class Omniglot:
             tuple(c + s for s in suffix for c in self.characters),
         )
 
+    def mirrored(self) -> Omniglot:
+        """Add the left-right mirror image of every character as a new character.
+
+        Returns 2x the characters (after :meth:`rotated`, the 8 symmetries of the square); use for
+        training data only, never for evaluation.
+        """
+        return Omniglot(
+            torch.cat([self.images, torch.flip(self.images, dims=(-1,))]),
+            self.alphabets * 2,
+            self.characters + tuple(c + "/mirror" for c in self.characters),
+        )
+
     def flat(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x, y)``: all drawings as ``(characters*drawings, 1, H, W)`` and their class ids."""
         c, d = self.images.shape[:2]
@@ -257,6 +269,7 @@ def omniglot_split(
     rotations: bool = False,
     root: str | os.PathLike | None = None,
     seed: int = 0,
+    mirrors: bool = False,
 ) -> Omniglot:
     """One split of Omniglot.
 
@@ -269,14 +282,17 @@ def omniglot_split(
         rotations: add 90/180/270 degree rotations as extra classes (training split only).
         root: folder holding the zips.
         seed: shuffling seed for ``by="character"``.
+        mirrors: add the mirror image of every class (after rotations) as an extra class
+            (training split only).
     """
     if split not in ALPHABET_SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {list(SPLITS)}")
-    if rotations and split != "train":
-        raise ValueError(
-            f"rotations add training classes; they are not allowed on the {split!r} split "
-            "(evaluate on the real characters only)"
-        )
+    for name, on in (("rotations", rotations), ("mirrors", mirrors)):
+        if on and split != "train":
+            raise ValueError(
+                f"{name} add training classes; they are not allowed on the {split!r} split "
+                "(evaluate on the real characters only)"
+            )
     data = load_omniglot(size=size, root=root)
     if by == "alphabet":
         out = data.select(ALPHABET_SPLITS[split])
@@ -287,4 +303,5 @@ def omniglot_split(
         out = data.subset(order[start : start + counts[split]].sort().values)
     else:
         raise ValueError(f"unknown split kind by={by!r}; choose 'alphabet' or 'character'")
-    return out.rotated() if rotations else out
+    out = out.rotated() if rotations else out
+    return out.mirrored() if mirrors else out

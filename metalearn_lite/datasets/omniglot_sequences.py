@@ -56,7 +56,9 @@ class OmniglotSequences(TaskSource):
     """Training meta-batches of ``config.tasks`` episodes of ``config.ways`` x ``config.shots`` drawings.
 
     ``encode`` (a frozen encoder's :meth:`~metalearn_lite.algorithms.mann.SequenceClassifier.encode_drawings`)
-    turns every drawing into its features once, and episodes are drawn from the features.
+    turns every drawing into its features once, and episodes are drawn from the features.  With
+    ``config.augment`` it then encodes :attr:`ENCODED_COPIES` versions of every drawing (the drawing
+    itself and random affine distortions of it) and each episode shows one of them, drawn at random.
 
     Data: the meta-train alphabets at ``config.image_size`` pixels (with rotations as extra classes
     when ``config.rotations``; a random affine distortion of every drawing when ``config.augment``).
@@ -64,17 +66,23 @@ class OmniglotSequences(TaskSource):
     accuracy over presentations 2..shots (metrics: that mean and the 1st, 2nd, 5th, 10th).
     """
 
+    #: versions of each drawing encoded ahead of training when a frozen encoder trains with ``--augment``
+    ENCODED_COPIES = 8
+
     def __init__(self, config: TrainConfig, device: torch.device,
                  encode: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         cfg = self.config = config
-        if encode is not None and cfg.augment:
-            raise ValueError("this model's frozen encoder encodes every drawing once, before training, so "
-                             "--augment would distort drawings the model never sees; train without --augment")
-        train = omniglot_split("train", size=cfg.image_size, by=cfg.by, rotations=cfg.rotations, seed=cfg.seed)
+        train = omniglot_split("train", size=cfg.image_size, by=cfg.by, rotations=cfg.rotations, seed=cfg.seed,
+                               mirrors=cfg.mirrors)
         images = train.images.to(device)
-        self.episodes = SequenceEpisodes(images if encode is None else encode(images), cfg.ways, cfg.shots,
-                                         seed=cfg.seed)
         self.augment_generator = torch.Generator().manual_seed(cfg.seed + 1)
+        self.copies = 0  # encoded versions of each drawing (0: the drawings themselves are sampled)
+        if encode is not None:
+            self.copies = self.ENCODED_COPIES if cfg.augment else 1
+            versions = [images] + [random_affine(images.flatten(0, 1), self.augment_generator).view_as(images)
+                                   for _ in range(self.copies - 1)]
+            images = torch.cat([encode(v) for v in versions], -1)  # (C, D, copies * F)
+        self.episodes = SequenceEpisodes(images, cfg.ways, cfg.shots, seed=cfg.seed)
         val = omniglot_split("val", size=cfg.image_size, by=cfg.by, seed=cfg.seed).images.to(device)
         if encode is not None:
             val = encode(val)
@@ -85,7 +93,11 @@ class OmniglotSequences(TaskSource):
 
     def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self.episodes.sample(self.config.tasks)
-        if self.config.augment:
+        if self.copies > 1:  # one encoded version of every drawing shown
+            x = x.unflatten(-1, (self.copies, -1))
+            pick = torch.randint(self.copies, x.shape[:2], generator=self.augment_generator).to(x.device)
+            x = x.gather(2, pick[..., None, None].expand(-1, -1, 1, x.shape[-1])).squeeze(2)
+        elif self.config.augment:
             x = random_affine(x.flatten(0, 1), self.augment_generator).view_as(x)
         return x, y
 
