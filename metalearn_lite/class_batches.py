@@ -21,10 +21,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from .augment import random_affine
-from .datasets import omniglot_split
 from .episodes import EpisodeSampler
 from .evaluation import evaluate
-from .task_sources import TaskSource
+from .task_sources import TaskSource, config_split
 
 if TYPE_CHECKING:
     from .training import TrainConfig
@@ -51,8 +50,7 @@ class ClassBatches(TaskSource):
 
     def __init__(self, config: TrainConfig, device: torch.device, classes: int) -> None:
         cfg = self.config = config
-        train = omniglot_split("train", size=cfg.image_size, by=cfg.by, rotations=cfg.rotations, seed=cfg.seed,
-                               mirrors=cfg.mirrors)
+        train = config_split(cfg, "train")
         self.num_classes = train.images.shape[0]
         if classes != self.num_classes:
             raise ValueError(
@@ -60,7 +58,7 @@ class ClassBatches(TaskSource):
                 f"(rotations={cfg.rotations}, mirrors={cfg.mirrors}); build it with classes={self.num_classes} "
                 f"(CLI: --classes {self.num_classes}) or change --rotations / --mirrors"
             )
-        self.val_images = omniglot_split("val", size=cfg.image_size, by=cfg.by, seed=cfg.seed).images.to(device)
+        self.val_images = config_split(cfg, "val").images.to(device)
         self.sampler = EpisodeSampler(train.images.to(device), ways=cfg.ways, shots=cfg.shots, queries=0,
                                       seed=cfg.seed)
         self.augment_generator = torch.Generator().manual_seed(cfg.seed + 1)

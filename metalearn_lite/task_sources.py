@@ -26,7 +26,15 @@ from .episodes import Episode, EpisodeSampler
 from .evaluation import evaluate
 
 if TYPE_CHECKING:
+    from .datasets.omniglot import Omniglot
     from .training import TrainConfig
+
+
+def config_split(config: TrainConfig, split: str) -> Omniglot:
+    """The Omniglot split a training run uses: ``config``'s image size and kind of split, and for the
+    meta-train split its extra classes (``rotations``, ``mirrors``)."""
+    extra = {"rotations": config.rotations, "mirrors": config.mirrors} if split == "train" else {}
+    return omniglot_split(split, size=config.image_size, by=config.by, seed=config.seed, **extra)
 
 
 class TaskSource:
@@ -52,9 +60,8 @@ class OmniglotEpisodes(TaskSource):
     def __init__(self, config: TrainConfig, device: torch.device, queries: int | None = None) -> None:
         cfg = self.config = config
         self.queries = cfg.queries if queries is None else queries
-        train = omniglot_split("train", size=cfg.image_size, by=cfg.by, rotations=cfg.rotations, seed=cfg.seed,
-                               mirrors=cfg.mirrors)
-        self.val_images = omniglot_split("val", size=cfg.image_size, by=cfg.by, seed=cfg.seed).images.to(device)
+        train = config_split(cfg, "train")
+        self.val_images = config_split(cfg, "val").images.to(device)
         self.sampler = EpisodeSampler(train.images.to(device), ways=cfg.ways, shots=cfg.shots,
                                       queries=self.queries, seed=cfg.seed)
         self.augment_generator = torch.Generator().manual_seed(cfg.seed + 1)

@@ -141,11 +141,12 @@ class GradientMetaLearner(EpisodicMethod):
             return "loop"
         return choice
 
-    def start_params(self, detach: bool = False, ways: int | None = None) -> Params:
-        """The weights every task starts from: ``{name: tensor}`` (``zero_head``: a fresh zero head, with
-        ``ways`` rows when given)."""
+    def start_params(self, detach: bool = False, labels: torch.Tensor | None = None) -> Params:
+        """The weights every task starts from: ``{name: tensor}``.  With ``zero_head``, a fresh zero head,
+        with one row per class of the support ``labels`` ``(T, S)`` when they are given."""
         params = params_of(self.net, detach=detach)
         if self.zero_head:
+            ways = None if labels is None else int(labels.max()) + 1
             params.update({n: p.new_zeros((p.shape[0] if ways is None else ways, *p.shape[1:]), requires_grad=True)
                            for n, p in params.items() if self._zeroed(n)})
         return params
@@ -169,7 +170,7 @@ class GradientMetaLearner(EpisodicMethod):
         steps = self.inner_steps if steps is None else steps
         batching = self.resolve_batching(fo, episode.support_x.device)
         args = (self.task_loss, steps, lr, fo, self.trainable_names())
-        net_params = self.start_params(ways=int(episode.support_y.max()) + 1 if self.zero_head else None)
+        net_params = self.start_params(labels=episode.support_y)
         if batching == "loop" and torch.is_grad_enabled():
             weights = [p for p in self.parameters() if p.requires_grad]
             total = [torch.zeros_like(p) for p in weights]
@@ -207,8 +208,7 @@ class GradientMetaLearner(EpisodicMethod):
         if isinstance(lr, dict):
             lr = {n: v.detach() for n, v in lr.items()}
         with torch.enable_grad():
-            ways = int(y.max()) + 1 if self.zero_head else None
-            adapted, inner = adapt_tasks(self.net, self.start_params(True, ways), x, y, self.task_loss, steps, lr,
+            adapted, inner = adapt_tasks(self.net, self.start_params(True, y), x, y, self.task_loss, steps, lr,
                                          True, self.trainable_names(), self.resolve_batching(True, x.device))
         check_finite_inner(inner, lr)
         return {n: p.detach() for n, p in adapted.items()}

@@ -19,8 +19,7 @@ import torch
 
 from ..augment import random_affine
 from ..episodes import EpisodeSampler
-from ..task_sources import TaskSource
-from .omniglot import omniglot_split
+from ..task_sources import TaskSource, config_split
 
 if TYPE_CHECKING:
     from ..training import TrainConfig
@@ -72,8 +71,7 @@ class OmniglotSequences(TaskSource):
     def __init__(self, config: TrainConfig, device: torch.device,
                  encode: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         cfg = self.config = config
-        train = omniglot_split("train", size=cfg.image_size, by=cfg.by, rotations=cfg.rotations, seed=cfg.seed,
-                               mirrors=cfg.mirrors)
+        train = config_split(cfg, "train")
         images = train.images.to(device)
         self.augment_generator = torch.Generator().manual_seed(cfg.seed + 1)
         self.copies = 0  # encoded versions of each drawing (0: the drawings themselves are sampled)
@@ -83,7 +81,7 @@ class OmniglotSequences(TaskSource):
                                    for _ in range(self.copies - 1)]
             images = torch.cat([encode(v) for v in versions], -1)  # (C, D, copies * F)
         self.episodes = SequenceEpisodes(images, cfg.ways, cfg.shots, seed=cfg.seed)
-        val = omniglot_split("val", size=cfg.image_size, by=cfg.by, seed=cfg.seed).images.to(device)
+        val = config_split(cfg, "val").images.to(device)
         if encode is not None:
             val = encode(val)
         self.val = SequenceEpisodes(val, cfg.ways, cfg.shots, seed=12345).sample(cfg.val_episodes)
