@@ -124,3 +124,19 @@ def load_pretrained(name: str, device: str | torch.device | None = None) -> Epis
     model.step = blob.get("step")
     model.best_val = blob.get("best_val")
     return model
+
+
+def pretrained_backbone(name: str) -> torch.nn.Module:
+    """The Conv-4 body of a shipped classifier, e.g. ``pretrained_backbone("pretrained-omniglot")``.
+
+    Raises a ``ValueError`` naming a model that has one when ``name`` has no Conv-4 backbone.
+    """
+    from .models import Conv4
+
+    source = load_pretrained(name)
+    backbone = getattr(source, "backbone", None)
+    if not isinstance(backbone, Conv4):
+        raise ValueError(f"{name} is a {source.name} model, which has no Conv-4 backbone to start from; use a "
+                         "pretrained model such as pretrained-omniglot")
+    return backbone
+

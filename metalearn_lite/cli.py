@@ -19,7 +19,14 @@ import torch
 
 from .algorithms import METHODS, build_method
 from .algorithms.ntm import flush_denormals
-from .checkpoints import available_pretrained, checkpoint_dir, load_checkpoint, load_pretrained, read_checkpoint
+from .checkpoints import (
+    available_pretrained,
+    checkpoint_dir,
+    load_checkpoint,
+    load_pretrained,
+    pretrained_backbone,
+    read_checkpoint,
+)
 from .datasets import omniglot_split
 from .devices import default_device
 from .evaluation import evaluate
@@ -176,12 +183,7 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
         if not hasattr(method, "init_body"):
             raise ValueError(f"--init-body does not apply to {args.method}; it starts a maml or reptile model from a "
                              "pretrained Conv-4 body")
-        source = load_pretrained(args.init_body)
-        backbone = getattr(source, "backbone", None)
-        if backbone is None:
-            raise ValueError(f"{args.init_body} is a {source.name} model, which has no Conv-4 backbone to start "
-                             "from; use a pretrained model such as pretrained-omniglot")
-        method.init_body(backbone)
+        method.init_body(pretrained_backbone(args.init_body))
     device = args.device or default_device()
     command = "python -m metalearn_lite " + shlex.join(argv)
     result = train(method, cfg, args.out, device=device, command=command, progress=not args.no_progress,

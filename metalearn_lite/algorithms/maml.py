@@ -96,7 +96,7 @@ class GradientMetaLearner(EpisodicMethod):
         self.zero_head = zero_head
         if zero_head:  # the stored head stays zero and is never meta-trained (see the module docstring)
             for n, p in self.net.named_parameters():
-                if n.startswith(self.head_prefix):
+                if self._zeroed(n):
                     with torch.no_grad():
                         p.zero_()
                     p.requires_grad_(False)
