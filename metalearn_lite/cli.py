@@ -91,6 +91,8 @@ MODEL_FLAGS: dict[str, tuple[type, tuple | None, str]] = {
     "encoder": (str, ("pixels", "conv", "pretrained"),
                 "MANN/LSTM one-shot: the controller sees raw pixels, a Conv-4 trained with it, or the frozen "
                 "backbone of pretrained-omniglot"),
+    "normalize_features": (bool, None, "MANN/LSTM one-shot: give the controller each drawing's features at one "
+                           "length (their direction only)"),
     "controller": (str, ("lstm", "feedforward"), "NTM: controller network"),
 }
 

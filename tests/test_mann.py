@@ -141,6 +141,24 @@ def test_gradients_reach_the_controller_through_the_memory():
     assert key_rows.abs().sum() > 0
 
 
+def test_sequence_forward_equals_step_by_step_with_the_same_gradients():
+    model = tiny(classes=3)
+    x, y = random_episode()
+    inputs = model.inputs(x, y)
+    logits, _ = model.run_inputs(inputs)
+    logits.square().sum().backward()
+    fast = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    state, steps = model.initial_state(3), []
+    for t in range(inputs.shape[1]):
+        out, state, _ = model.forward_step(inputs[:, t], state)
+        steps.append(out)
+    torch.testing.assert_close(torch.stack(steps, 1), logits)
+    torch.stack(steps, 1).square().sum().backward()
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, fast[n], msg=n)
+
+
 @pytest.mark.parametrize("cls", [MANN, LSTMOneShot])
 def test_few_shot_classifier(cls):
     model = tiny(cls).eval()
@@ -275,6 +293,33 @@ def test_pretrained_encoder_is_frozen_and_precomputed_features_give_the_same_out
     loss, _ = model.loss((xf, yf))
     loss.backward()
     assert model.lstm.weight_ih.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("cls", [MANN, LSTMOneShot])
+def test_normalized_features_keep_only_the_direction(cls):
+    model = tiny(cls, classes=3, normalize_features=True)
+    assert model.config["normalize_features"] is True
+    x, y = random_episode()
+    inputs = model.inputs(x, y)
+    torch.testing.assert_close(inputs[..., :64].norm(dim=-1), torch.full((3, 12), 8.0))  # sqrt(64)
+    torch.testing.assert_close(inputs[..., 64:], tiny(cls, classes=3).inputs(x, y)[..., 64:])  # labels untouched
+    with torch.no_grad():  # a drawing scaled by any positive factor looks the same to the controller
+        torch.testing.assert_close(model(3.0 * x, y)[0], model(x, y)[0])
+        plain = tiny(cls, classes=3)
+        assert not torch.allclose(plain(3.0 * x, y)[0], plain(x, y)[0])
+
+
+def test_normalized_precomputed_features_give_the_same_outputs(omniglot):
+    torch.manual_seed(0)
+    model = MANN(hidden=16, memory_size=8, memory_width=6, read_heads=2, encoder="pretrained",
+                 normalize_features=True).eval()
+    images = omniglot.images[:6, :4]
+    x, y = SequenceEpisodes(images, ways=5, shots=2, seed=1).sample(2)
+    xf, _ = SequenceEpisodes(model.encode_drawings(images), ways=5, shots=2, seed=1).sample(2)
+    with torch.no_grad():
+        torch.testing.assert_close(model(xf, y)[0], model(x, y)[0], rtol=1e-5, atol=1e-5)
+        sx, sy = images[:5, 0], torch.arange(5)
+        assert model.logits(sx, sy, images[:5, 1]).shape == (5, 5)
 
 
 def test_pretrained_encoder_errors():

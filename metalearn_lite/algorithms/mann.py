@@ -101,14 +101,17 @@ class SequenceClassifier(EpisodicMethod):
         rotations=True, augment=False, image_size=28, val_every=100, val_episodes=200, save_every=100,
     )
 
-    def __init__(self, classes: int, image_size: int, encoder: str = "pixels", **config: Any) -> None:
-        super().__init__(classes=classes, image_size=image_size, encoder=encoder, **config)
+    def __init__(self, classes: int, image_size: int, encoder: str = "pixels", normalize_features: bool = False,
+                 **config: Any) -> None:
+        super().__init__(classes=classes, image_size=image_size, encoder=encoder,
+                         normalize_features=normalize_features, **config)
         for name, v in (("classes", classes), ("image_size", image_size)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int; got {v!r}")
         if encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {encoder!r}; choose one of {list(ENCODERS)}")
         self.classes, self.image_size, self.encoder_kind = classes, image_size, encoder
+        self.normalize_features = bool(normalize_features)
         self.encoder = None
         features = image_size * image_size
         if encoder == "conv":
@@ -191,7 +194,10 @@ class SequenceClassifier(EpisodicMethod):
             )
         onehot = F.one_hot(labels.long(), self.classes).to(images.dtype)
         prev = torch.cat([torch.zeros_like(onehot[:, :1]), onehot[:, :-1]], 1)
-        return torch.cat([images if precomputed else self.features(images), prev], -1)
+        feats = images if precomputed else self.features(images)
+        if self.normalize_features:  # keep each drawing's direction, at length sqrt(F): about 1 per feature
+            feats = F.normalize(feats, dim=-1) * self.feature_size**0.5
+        return torch.cat([feats, prev], -1)
 
     def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = batch
@@ -285,6 +291,11 @@ class MANN(SequenceClassifier):
             ``"conv"`` (a 32-filter Conv-4 with batch norm, trained end to end with the rest) or
             ``"pretrained"`` (the frozen 64-feature backbone of the ``pretrained-omniglot`` checkpoint,
             trained on the meta-train classes only; drawings are then encoded once, ahead of training).
+        normalize_features: scale each drawing's features to length ``sqrt(F)`` before the controller sees
+            them, keeping only their direction (what the cosine of the memory reads compares).  The frozen
+            encoder's features have lengths near 37 on meta-train drawings but near 32 on the test alphabets'
+            (means over 800 drawings of each); normalised, the controller cannot come to rely on a scale
+            that new alphabets do not have.
 
     The memory starts at zero (an empty slot has cosine 0 with every key) and the key strength
     starts near 11: with ``beta`` near 1 a read spreads over all 128 slots (a matching slot gets
@@ -296,8 +307,8 @@ class MANN(SequenceClassifier):
 
     def __init__(self, classes: int = 5, image_size: int = 28, hidden: int = 200, memory_size: int = 128,
                  memory_width: int = 40, read_heads: int = 4, gamma: float = 0.95, encoder: str = "pixels",
-                 write_first: bool = True) -> None:
-        super().__init__(classes, image_size, encoder, hidden=hidden, memory_size=memory_size,
+                 write_first: bool = True, normalize_features: bool = False) -> None:
+        super().__init__(classes, image_size, encoder, normalize_features, hidden=hidden, memory_size=memory_size,
                          memory_width=memory_width, read_heads=read_heads, gamma=gamma, write_first=write_first)
         for name, v in (("hidden", hidden), ("memory_size", memory_size), ("memory_width", memory_width),
                         ("read_heads", read_heads)):
@@ -381,8 +392,10 @@ class MANN(SequenceClassifier):
         w_x, w_rh, bias = self._weights()
         gates_x = F.linear(inputs, w_x, bias)  # every step's input share of the gates in one product
         outs, reads, writes, usages = [], [], [], []
-        for t in range(inputs.shape[1]):
-            y, state, w = self._step(gates_x[:, t], w_rh, state)
+        # unbind, not gates_x[:, t]: the backward of each slice would fill a zero tensor of all L steps,
+        # L times (O(L^2) work that took most of a training step); unbind's backward stacks once
+        for g in gates_x.unbind(1):
+            y, state, w = self._step(g, w_rh, state)
             outs.append(y)
             reads.append(w["read"])
             writes.append(w["write"])
@@ -408,14 +421,15 @@ class LSTMOneShot(SequenceClassifier):
     """The baseline of Santoro et al.: an LSTM on the same ``[x_t, y_{t-1}]`` inputs, no external memory.
 
     Args:
-        classes, image_size, encoder: as :class:`MANN`.
+        classes, image_size, encoder, normalize_features: as :class:`MANN`.
         hidden: LSTM units.
     """
 
     name = "lstm_oneshot"
 
-    def __init__(self, classes: int = 5, image_size: int = 28, hidden: int = 200, encoder: str = "pixels") -> None:
-        super().__init__(classes, image_size, encoder, hidden=hidden)
+    def __init__(self, classes: int = 5, image_size: int = 28, hidden: int = 200, encoder: str = "pixels",
+                 normalize_features: bool = False) -> None:
+        super().__init__(classes, image_size, encoder, normalize_features, hidden=hidden)
         if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
             raise ValueError(f"hidden must be a positive int; got {hidden!r}")
         self.hidden = hidden
