@@ -307,6 +307,8 @@ def test_normalized_features_keep_only_the_direction(cls):
         torch.testing.assert_close(model(3.0 * x, y)[0], model(x, y)[0])
         plain = tiny(cls, classes=3)
         assert not torch.allclose(plain(3.0 * x, y)[0], plain(x, y)[0])
+    with pytest.raises(ValueError, match="normalize_features must be True or False"):
+        tiny(cls, normalize_features="no")
 
 
 def test_normalized_precomputed_features_give_the_same_outputs(omniglot):

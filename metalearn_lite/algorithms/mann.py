@@ -111,7 +111,9 @@ class SequenceClassifier(EpisodicMethod):
         if encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {encoder!r}; choose one of {list(ENCODERS)}")
         self.classes, self.image_size, self.encoder_kind = classes, image_size, encoder
-        self.normalize_features = bool(normalize_features)
+        if not isinstance(normalize_features, bool):
+            raise ValueError(f"normalize_features must be True or False; got {normalize_features!r}")
+        self.normalize_features = normalize_features
         self.encoder = None
         features = image_size * image_size
         if encoder == "conv":
@@ -392,8 +394,8 @@ class MANN(SequenceClassifier):
         w_x, w_rh, bias = self._weights()
         gates_x = F.linear(inputs, w_x, bias)  # every step's input share of the gates in one product
         outs, reads, writes, usages = [], [], [], []
-        # unbind, not gates_x[:, t]: the backward of each slice would fill a zero tensor of all L steps,
-        # L times (O(L^2) work that took most of a training step); unbind's backward stacks once
+        # unbind, not gates_x[:, t]: the backward of each slice fills a zero tensor of all L steps, L times
+        # (O(L^2) work: a fifth of a one-thread training step at L = 50); unbind's backward stacks once
         for g in gates_x.unbind(1):
             y, state, w = self._step(g, w_rh, state)
             outs.append(y)
