@@ -23,7 +23,7 @@ import torch
 from .augment import random_affine
 from .episodes import EpisodeSampler
 from .evaluation import evaluate
-from .task_sources import TaskSource, config_split
+from .task_sources import TaskSource, alphabet_groups, config_split
 
 if TYPE_CHECKING:
     from .training import TrainConfig
@@ -60,7 +60,7 @@ class ClassBatches(TaskSource):
             )
         self.val_images = config_split(cfg, "val").images.to(device)
         self.sampler = EpisodeSampler(train.images.to(device), ways=cfg.ways, shots=cfg.shots, queries=0,
-                                      seed=cfg.seed)
+                                      seed=cfg.seed, **alphabet_groups(train, cfg))
         self.augment_generator = torch.Generator().manual_seed(cfg.seed + 1)
 
     def generators(self) -> dict[str, torch.Generator]:

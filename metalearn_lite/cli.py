@@ -47,6 +47,8 @@ HELP = {
     "mirrors": "add the mirror image of every training class (after rotations) as a new class",
     "augment": "random affine distortion (rotation, shift, zoom, shear) of every training image",
     "by": "split Omniglot by 'alphabet' (test alphabets unseen) or by 'character'",
+    "same_alphabet": "fraction of training episodes (0..1) whose classes all come from one alphabet (a rotated "
+                     "or mirrored alphabet counts as its own): as alike as a test episode's, from one new alphabet",
     "image_size": "image side in pixels",
     "val_every": "validate on the meta-val alphabet every this many steps (keeps the best)",
     "val_episodes": "validation episodes",
@@ -57,6 +59,7 @@ HELP = {
     "max_length": "sequence tasks (NTM copy): longest training sequence; lengths are drawn from 1..max-length",
     "grad_clip": "clip the gradient norm to this before each step; 0 for no clipping",
     "seed": "seed of every random choice (episodes, augmentation, initialisation)",
+    "compile": "torch.compile the training step (mann only; compiling takes about half a minute of the run's time)",
 }
 
 #: Model flags: ``key -> (type, choices, help)``.  A method accepts the keys its ``__init__`` takes;
@@ -93,6 +96,8 @@ MODEL_FLAGS: dict[str, tuple[type, tuple | None, str]] = {
                 "backbone of pretrained-omniglot"),
     "normalize_features": (bool, None, "MANN/LSTM one-shot: give the controller each drawing's features at one "
                            "length (their direction only)"),
+    "keys_see_input": (bool, None, "MANN: the heads' keys and gates are computed from the step's input as well as "
+                       "from the controller's state"),
     "controller": (str, ("lstm", "feedforward"), "NTM: controller network"),
 }
 

@@ -89,6 +89,12 @@ class EpisodeSampler:
         ways, shots, queries: ``N``, ``K`` and ``Q``.
         seed: seed of the sampler's own generator: the same seed gives the same episodes.
         device: where episodes are returned (default: the device of ``x``).
+        groups: one group id per class (``(classes,)`` integers, in the order of ``x``'s classes or of
+            the sorted labels ``y``), e.g. the alphabet of each character; with it, a fraction
+            ``same_group`` of the episodes draw all their classes from one group (chosen with
+            probability proportional to its classes), the others from all classes.  Groups with
+            fewer than ``N`` drawable classes are never chosen.
+        same_group: that fraction, in ``[0, 1]`` (only with ``groups``).
 
     Classes may have different numbers of examples; a class with fewer than ``K + Q`` is never
     drawn.  Example::
@@ -106,6 +112,8 @@ class EpisodeSampler:
         queries: int = 15,
         seed: int = 0,
         device: str | torch.device | None = None,
+        groups: torch.Tensor | None = None,
+        same_group: float = 1.0,
     ) -> None:
         self.ways = _check_positive("ways", ways)
         self.shots = _check_positive("shots", shots)
@@ -158,8 +166,28 @@ class EpisodeSampler:
         self._table = table[eligible]
         self._counts = counts[eligible]
         self._classes = self.class_ids[eligible]
+        self._groups, self.same_group = None, 0.0
+        if groups is not None:
+            self._set_groups(groups, same_group, eligible)
         self.device = resolve_device(device, self.data)
         self.generator = torch.Generator().manual_seed(seed)
+
+    def _set_groups(self, groups: torch.Tensor, same_group: float, eligible: torch.Tensor) -> None:
+        groups = torch.as_tensor(groups)
+        if groups.dim() != 1 or len(groups) != len(eligible) or groups.dtype.is_floating_point:
+            raise ValueError(f"groups must hold one integer group id per class ({len(eligible)} classes); got "
+                             f"{groups.dtype} of shape {tuple(groups.shape)}")
+        if isinstance(same_group, bool) or not isinstance(same_group, (int, float)) or not 0 <= same_group <= 1:
+            raise ValueError(f"same_group is the fraction of episodes drawn within one group: a number in [0, 1]; "
+                             f"got {same_group!r}")
+        _, groups = torch.unique(groups[eligible], return_inverse=True)  # ids 0..G-1 of the drawable classes
+        sizes = torch.bincount(groups)
+        if same_group > 0 and int(sizes.max()) < self.ways:
+            raise ValueError(f"no group has {self.ways} classes to draw {self.ways}-way episodes from (the largest "
+                             f"has {int(sizes.max())}); lower ways, or draw no episodes within one group")
+        # a group is chosen in proportion to its classes, among the groups big enough for an episode
+        self._group_weights = (sizes * (sizes >= self.ways)).double()
+        self._groups, self.same_group = groups, float(same_group)
 
     @property
     def num_classes(self) -> int:
@@ -171,7 +199,13 @@ class EpisodeSampler:
         _check_positive("tasks", tasks)
         g = self.generator
         n, need = self.ways, self.shots + self.queries
-        cls = torch.rand(tasks, self.num_classes, generator=g).argsort(dim=1)[:, :n]
+        scores = torch.rand(tasks, self.num_classes, generator=g)
+        if self._groups is not None and self.same_group > 0:
+            within = torch.rand(tasks, generator=g) < self.same_group  # (T,) episodes drawn within one group
+            group = torch.multinomial(self._group_weights, tasks, replacement=True, generator=g)  # (T,)
+            # classes of other groups sort after all of the chosen group's (scores lie in [0, 1))
+            scores = scores + 2.0 * (within.unsqueeze(1) & (self._groups != group.unsqueeze(1)))
+        cls = scores.argsort(dim=1)[:, :n]
         counts = self._counts[cls]  # (T, N)
         keys = torch.rand(tasks, n, self._table.shape[1], generator=g)
         keys[torch.arange(self._table.shape[1]) >= counts.unsqueeze(-1)] = 2.0  # never pick padding

@@ -37,6 +37,28 @@ def config_split(config: TrainConfig, split: str) -> Omniglot:
     return omniglot_split(split, size=config.image_size, by=config.by, seed=config.seed, **extra)
 
 
+def alphabet_groups(train: Omniglot, config: TrainConfig) -> dict[str, Any]:
+    """:class:`~metalearn_lite.episodes.EpisodeSampler` arguments for ``config.same_alphabet``: the alphabet
+    (rotated or mirrored: its own) of each of ``train``'s characters, and the fraction of episodes drawn
+    within one.  Empty when the fraction is 0, so that the episodes stay those of earlier runs."""
+    if not config.same_alphabet:
+        return {}
+    if config.by != "alphabet":
+        raise ValueError(f"same_alphabet={config.same_alphabet} draws episodes within one meta-train alphabet, "
+                         f"which needs the split by alphabet; this run splits by {config.by!r} (use --by alphabet "
+                         f"or --same-alphabet 0)")
+    names = train.alphabet_versions
+    ids = {a: i for i, a in enumerate(dict.fromkeys(names))}
+    return {"groups": torch.tensor([ids[a] for a in names]), "same_group": config.same_alphabet}
+
+
+def no_alphabets(config: TrainConfig, what: str) -> None:
+    """Refuse ``config.same_alphabet`` in a task source without alphabets (``what`` names its tasks)."""
+    if config.same_alphabet:
+        raise ValueError(f"same_alphabet={config.same_alphabet} chooses Omniglot episodes within one alphabet, but "
+                         f"this method trains on {what}, which have no alphabets; leave --same-alphabet at 0")
+
+
 class TaskSource:
     """Base of the training-data sources (see the module docstring)."""
 
@@ -63,7 +85,7 @@ class OmniglotEpisodes(TaskSource):
         train = config_split(cfg, "train")
         self.val_images = config_split(cfg, "val").images.to(device)
         self.sampler = EpisodeSampler(train.images.to(device), ways=cfg.ways, shots=cfg.shots,
-                                      queries=self.queries, seed=cfg.seed)
+                                      queries=self.queries, seed=cfg.seed, **alphabet_groups(train, cfg))
         self.augment_generator = torch.Generator().manual_seed(cfg.seed + 1)
 
     def generators(self) -> dict[str, torch.Generator]:

@@ -47,6 +47,7 @@ class TrainConfig:
     mirrors: bool = False
     augment: bool = False
     by: str = "alphabet"
+    same_alphabet: float = 0.0  # fraction of training episodes whose classes all come from one alphabet
     image_size: int = 28
     val_every: int = 250
     val_episodes: int = 200
@@ -56,6 +57,7 @@ class TrainConfig:
     time_limit_min: float = 0.0  # stop after this many minutes (0: no limit)
     max_length: int = 20  # sequence tasks (NTM copy): lengths 1..max_length in training
     grad_clip: float = 0.0  # clip the gradient norm to this (0: no clipping)
+    compile: bool = False  # torch.compile the method's training step (method.compile_training)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -65,6 +67,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive int; got {v!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0; got {self.lr}")
+        v = self.same_alphabet
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+            raise ValueError(f"same_alphabet is a fraction of the training episodes: a number in [0, 1]; got {v!r}")
 
 
 @dataclass
@@ -122,6 +127,8 @@ def train(
     torch.manual_seed(cfg.seed)
 
     source = method.task_source(cfg, device)
+    if cfg.compile:
+        method.compile_training()
     opt = torch.optim.Adam(method.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
     step, best_val, history = 0, -math.inf, []

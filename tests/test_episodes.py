@@ -163,6 +163,55 @@ def test_flat_sampler_excludes_small_classes():
     assert used_42 == set((y == 42).nonzero().flatten().tolist())
 
 
+def _alphabet_ids(split):
+    names = split.alphabet_versions
+    return torch.tensor([sorted(set(names)).index(a) for a in names])
+
+
+def test_episodes_within_one_group(test_split):
+    groups = _alphabet_ids(test_split)  # katakana (47 characters) and Tagalog (17)
+    plain = EpisodeSampler(test_split.images, ways=N, shots=K, queries=Q, seed=3)
+    within = EpisodeSampler(test_split.images, ways=N, shots=K, queries=Q, seed=3, groups=groups)
+    ep = within.sample(400)
+    g = groups[ep.classes]  # (T, N)
+    assert bool((g == g[:, :1]).all())  # every episode's classes come from one alphabet
+    first = torch.bincount(g[:, 0], minlength=2).float() / 400
+    torch.testing.assert_close(first, torch.tensor([47 / 64, 17 / 64]), atol=0.07, rtol=0)  # in proportion
+    assert len(set(ep.classes[g[:, 0] == 1].flatten().tolist())) == 17  # every Tagalog character is drawn
+    mixed = groups[plain.sample(400).classes]
+    assert not bool((mixed == mixed[:, :1]).all(1).all())  # without groups, episodes mix alphabets
+    half = EpisodeSampler(test_split.images, ways=N, shots=K, queries=Q, seed=3, groups=groups, same_group=0.5)
+    g = groups[half.sample(2000).classes]
+    rate_within = float((g == g[:, :1]).all(1).float().mean())
+    # half are drawn within an alphabet; of the others, (C(47, 5) + C(17, 5)) / C(64, 5) land in one by chance
+    by_chance = (math.comb(47, 5) + math.comb(17, 5)) / math.comb(64, 5)  # 0.20
+    assert abs(rate_within - (0.5 + 0.5 * by_chance)) < 0.04
+    again = EpisodeSampler(test_split.images, ways=N, shots=K, queries=Q, seed=3, groups=groups).sample(400)
+    assert torch.equal(again.classes, ep.classes)  # seeded
+
+
+def test_groups_too_small_are_never_chosen():
+    x = torch.arange(9 * 4, dtype=torch.float32).view(9, 4, 1)  # 9 classes of 4 examples
+    groups = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    sampler = EpisodeSampler(x, ways=3, shots=1, queries=1, seed=0, groups=groups)
+    chosen = groups[sampler.sample(300).classes]
+    assert set(chosen[:, 0].tolist()) == {0, 2}  # group 1 has 2 < 3 classes
+    with pytest.raises(ValueError, match="no group has 5 classes"):
+        EpisodeSampler(x, ways=5, shots=1, queries=1, groups=groups)
+
+
+@pytest.mark.parametrize("groups, same, match", [
+    (torch.zeros(8, dtype=torch.long), 1.0, "one integer group id per class"),
+    (torch.zeros(9), 1.0, "one integer group id per class"),
+    (torch.zeros(9, dtype=torch.long), 1.5, r"same_group is the fraction"),
+    (torch.zeros(9, dtype=torch.long), True, r"same_group is the fraction"),
+])
+def test_group_errors(groups, same, match):
+    x = torch.zeros(9, 4, 1)
+    with pytest.raises(ValueError, match=match):
+        EpisodeSampler(x, ways=3, shots=1, queries=1, groups=groups, same_group=same)
+
+
 def test_device_argument_respected(test_split):
     ep = EpisodeSampler(test_split.images, ways=2, shots=1, queries=1, device="cpu").sample(2)
     for t in (ep.support_x, ep.support_y, ep.query_x, ep.query_y):

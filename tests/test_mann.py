@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 
 import pytest
 import torch
@@ -141,8 +142,9 @@ def test_gradients_reach_the_controller_through_the_memory():
     assert key_rows.abs().sum() > 0
 
 
-def test_sequence_forward_equals_step_by_step_with_the_same_gradients():
-    model = tiny(classes=3)
+@pytest.mark.parametrize("keys_see_input", [False, True])
+def test_sequence_forward_equals_step_by_step_with_the_same_gradients(keys_see_input):
+    model = tiny(classes=3, keys_see_input=keys_see_input)
     x, y = random_episode()
     inputs = model.inputs(x, y)
     logits, _ = model.run_inputs(inputs)
@@ -157,6 +159,24 @@ def test_sequence_forward_equals_step_by_step_with_the_same_gradients():
     torch.stack(steps, 1).square().sum().backward()
     for n, p in model.named_parameters():
         torch.testing.assert_close(p.grad, fast[n], msg=n)
+
+
+def test_keys_see_input():
+    plain, seeing = tiny(classes=3), tiny(classes=3, keys_see_input=True)
+    assert seeing.config["keys_see_input"] is True and plain.interface_input is None
+    seeing.load_state_dict({**plain.state_dict(), "interface_input.weight": seeing.interface_input.weight}, strict=True)
+    x, y = random_episode()
+    with torch.no_grad():
+        assert not torch.allclose(seeing(x, y)[0], plain(x, y)[0])  # the input changes the keys and gates ...
+        seeing.interface_input.weight.zero_()
+        torch.testing.assert_close(seeing(x, y)[0], plain(x, y)[0])  # ... through interface_input alone
+        # the input's share of every head's key, gate and strength: (R * (M + 2), input_size)
+        assert seeing.interface_input.weight.shape == (2 * (6 + 2), 64 + 3)
+    seeing.interface_input.weight.data.normal_(0, 0.1)
+    seeing.loss((x, y))[0].backward()
+    assert seeing.interface_input.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="keys_see_input must be True or False"):
+        tiny(keys_see_input=1)
 
 
 @pytest.mark.parametrize("cls", [MANN, LSTMOneShot])
@@ -352,3 +372,29 @@ def test_pretrained_encoder_with_augment_shows_one_encoded_version_of_each_drawi
         assert ((versions - row).abs().amax(-1) < 1e-6).any()
     plain = model.task_source(TrainConfig(**{**MANN.train_defaults, "tasks": 4, "val_episodes": 2}), "cpu")
     assert plain.copies == 1 and plain.episodes.sampler.data.shape[-1] == 64
+
+
+# ----------------------------------------------------------------------------- compiled training step
+
+
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("c++", "g++", "clang++")),
+                    reason="torch.compile on a CPU needs a C++ compiler")
+def test_compiled_training_step_matches_eager():
+    eager, compiled = tiny(classes=3, keys_see_input=True), tiny(classes=3, keys_see_input=True)
+    compiled.compile_training()
+    x, y = random_episode()
+    for model in (eager, compiled):
+        model.train()
+        model.loss((x, y))[0].backward()
+    for (name, p), q in zip(eager.named_parameters(), compiled.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=name)
+    # evaluation runs the eager step: a compiled step that fails is never called there
+    compiled._compiled_step = lambda *a: (_ for _ in ()).throw(AssertionError("compiled step used in eval"))
+    with torch.no_grad():
+        torch.testing.assert_close(compiled.eval()(x, y)[0], eager.eval()(x, y)[0])
+
+
+def test_compile_needs_a_cpp_compiler_on_cpu(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(ValueError, match="needs a C\\+\\+ compiler"):
+        tiny().compile_training()

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import metalearn_lite.task_sources as task_sources
+from metalearn_lite import omniglot_split
 from metalearn_lite.algorithms import ProtoNet, SiameseNet
 from metalearn_lite.checkpoints import load_checkpoint, read_checkpoint
 from metalearn_lite.training import TrainConfig, TrainResult, train
@@ -190,8 +191,43 @@ def test_huge_learning_rate_fails_clearly(tmp_path):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"steps": 0}, {"ways": 0}, {"shots": -1}, {"val_every": 0}, {"save_every": 0}, {"lr": 0.0}, {"steps": 2.5}],
+    [{"steps": 0}, {"ways": 0}, {"shots": -1}, {"val_every": 0}, {"save_every": 0}, {"lr": 0.0}, {"steps": 2.5},
+     {"same_alphabet": 1.5}, {"same_alphabet": -0.1}, {"same_alphabet": "all"}],
 )
 def test_train_config_rejects_bad_values(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         TrainConfig(**kwargs)
+
+
+def test_same_alphabet_episodes_in_training(tmp_path):
+    from metalearn_lite.task_sources import OmniglotEpisodes
+
+    cfg = TrainConfig(**{**TINY, "same_alphabet": 1.0, "tasks": 50, "rotations": True})
+    source = OmniglotEpisodes(cfg, torch.device("cpu"))
+    train_split = omniglot_split("train", rotations=True)
+    alphabet = train_split.alphabet_versions
+    for classes in source.sample().classes.tolist():  # every episode: one alphabet, in one rotation
+        assert len({alphabet[c] for c in classes}) == 1
+    mixed = OmniglotEpisodes(TrainConfig(**{**TINY, "tasks": 50, "rotations": True}), torch.device("cpu"))
+    assert any(len({alphabet[c] for c in classes}) > 1 for classes in mixed.sample().classes.tolist())
+    result = train(tiny_model(), cfg, tmp_path / "within", progress=False)
+    assert result.step == TINY["steps"]
+    with pytest.raises(ValueError, match="needs the split by alphabet"):
+        OmniglotEpisodes(TrainConfig(**{**TINY, "same_alphabet": 0.5, "by": "character"}), torch.device("cpu"))
+
+
+def test_same_alphabet_refused_without_alphabets():
+    from metalearn_lite.algorithms.maml_regression import SinusoidSource
+    from metalearn_lite.datasets.copy_task import CopyTasks
+
+    cfg = TrainConfig(**{**TINY, "same_alphabet": 1.0})
+    with pytest.raises(ValueError, match="copy-task sequences, which have no alphabets"):
+        CopyTasks(cfg, torch.device("cpu"))
+    with pytest.raises(ValueError, match="sinusoid regression tasks, which have no alphabets"):
+        SinusoidSource(cfg, torch.device("cpu"))
+
+
+def test_compile_refused_for_methods_without_a_compiled_step(tmp_path):
+    with pytest.raises(ValueError, match="protonet has no compiled training step"):
+        train(tiny_model(), TrainConfig(**{**TINY, "compile": True}), tmp_path / "c", progress=False)
+    assert not (tmp_path / "c" / "last.pt").exists()

@@ -43,5 +43,11 @@ class EpisodicMethod(FewShotMixin, nn.Module):
 
         return OmniglotEpisodes(config, device, queries=None if self.queries_needed else 0)
 
+    def compile_training(self) -> None:
+        """Compile the heavy part of the training step with ``torch.compile`` (the trainer's ``compile``
+        option).  Only methods that gain from it implement this; the others refuse clearly."""
+        raise ValueError(f"{self.name} has no compiled training step (compile=True / --compile is for: mann); "
+                         "train it without --compile")
+
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.config.items())

@@ -22,7 +22,7 @@ from ..devices import resolve_device
 from ..episodes import Episode
 from ..evaluation import mean_ci
 from ..models import MLP
-from ..task_sources import TaskSource
+from ..task_sources import TaskSource, no_alphabets
 from .inner_loop import Rate, adapt_tasks, check_finite_inner, forward_tasks, params_of
 from .maml import GradientMetaLearner
 
@@ -76,6 +76,7 @@ class SinusoidSource(TaskSource):
     ``config.val_episodes`` fixed ``config.val_shots``-shot tasks (score: ``-mse``)."""
 
     def __init__(self, config: Any, device: torch.device) -> None:
+        no_alphabets(config, "sinusoid regression tasks")
         self.config = config
         self.tasks = SinusoidTasks(seed=config.seed, device=device)
         self.val = eval_tasks(config.val_episodes, VAL_SEED, config.val_shots, device)

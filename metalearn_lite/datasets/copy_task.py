@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..task_sources import TaskSource
+from ..task_sources import TaskSource, no_alphabets
 
 if TYPE_CHECKING:
     from ..training import TrainConfig
@@ -48,6 +48,7 @@ class CopyTasks(TaskSource):
     def __init__(self, config: TrainConfig, device: torch.device, bits: int = 8) -> None:
         if config.max_length < 1:
             raise ValueError(f"max_length must be >= 1; got {config.max_length}")
+        no_alphabets(config, "copy-task sequences")
         self.config, self.device, self.bits = config, device, bits
         self.generator = torch.Generator().manual_seed(config.seed)
         val_gen = torch.Generator().manual_seed(12345)

@@ -109,6 +109,14 @@ class Omniglot:
         """The distinct alphabets, in order of first appearance."""
         return tuple(dict.fromkeys(self.alphabets))
 
+    @property
+    def alphabet_versions(self) -> tuple[str, ...]:
+        """The alphabet of every character, with its rotation and mirroring: ``Greek``, ``Greek/rot90``, ...
+
+        A rotated or mirrored alphabet is an alphabet of its own (see :meth:`rotated`, :meth:`mirrored`).
+        """
+        return tuple(a + c[c.index("/"):] if "/" in c else a for a, c in zip(self.alphabets, self.characters))
+
     def subset(self, index: list[int] | torch.Tensor) -> Omniglot:
         """The characters at ``index`` (a list of positions)."""
         index = torch.as_tensor(index, dtype=torch.long)

@@ -19,7 +19,7 @@ import torch
 
 from ..augment import random_affine
 from ..episodes import EpisodeSampler
-from ..task_sources import TaskSource, config_split
+from ..task_sources import TaskSource, alphabet_groups, config_split
 
 if TYPE_CHECKING:
     from ..training import TrainConfig
@@ -37,8 +37,10 @@ class SequenceEpisodes:
     """Seeded episode sequences from grouped images ``(classes, drawings, 1, H, W)`` (module docstring)."""
 
     def __init__(self, images: torch.Tensor, ways: int = 5, shots: int = 10, seed: int = 0,
-                 device: str | torch.device | None = None) -> None:
-        self.sampler = EpisodeSampler(images, ways=ways, shots=shots, queries=0, seed=seed, device=device)
+                 device: str | torch.device | None = None, groups: torch.Tensor | None = None,
+                 same_group: float = 1.0) -> None:
+        self.sampler = EpisodeSampler(images, ways=ways, shots=shots, queries=0, seed=seed, device=device,
+                                      groups=groups, same_group=same_group)
         self.ways, self.shots = ways, shots
         self.order_generator = torch.Generator().manual_seed(seed + 7)
 
@@ -80,7 +82,7 @@ class OmniglotSequences(TaskSource):
             versions = [images] + [random_affine(images.flatten(0, 1), self.augment_generator).view_as(images)
                                    for _ in range(self.copies - 1)]
             images = torch.cat([encode(v) for v in versions], -1)  # (C, D, copies * F)
-        self.episodes = SequenceEpisodes(images, cfg.ways, cfg.shots, seed=cfg.seed)
+        self.episodes = SequenceEpisodes(images, cfg.ways, cfg.shots, seed=cfg.seed, **alphabet_groups(train, cfg))
         val = config_split(cfg, "val").images.to(device)
         if encode is not None:
             val = encode(val)
