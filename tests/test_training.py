@@ -231,3 +231,18 @@ def test_compile_refused_for_methods_without_a_compiled_step(tmp_path):
     with pytest.raises(ValueError, match="protonet has no compiled training step"):
         train(tiny_model(), TrainConfig(**{**TINY, "compile": True}), tmp_path / "c", progress=False)
     assert not (tmp_path / "c" / "last.pt").exists()
+
+
+def test_same_alphabet_in_sequence_and_pretraining_sources():
+    from metalearn_lite.algorithms.mann import MANN
+    from metalearn_lite.class_batches import ClassBatches
+
+    alphabet = omniglot_split("train", rotations=True).alphabet_versions
+    cfg = TrainConfig(**{**TINY, "same_alphabet": 1.0, "rotations": True, "ways": 5, "shots": 2, "tasks": 20})
+    sequences = MANN(hidden=8, memory_size=8, memory_width=4, read_heads=1).task_source(cfg, torch.device("cpu"))
+    _, classes = sequences.episodes.sampler.sample_indices(20)
+    for row in classes.tolist():  # every MANN episode: one alphabet, in one rotation
+        assert len({alphabet[c] for c in row}) == 1
+    batches = ClassBatches(cfg, torch.device("cpu"), classes=len(alphabet))
+    for _ in range(5):  # every pretraining batch: classes of one alphabet
+        assert len({alphabet[c] for c in batches.sample().labels.tolist()}) == 1
