@@ -126,9 +126,9 @@ def train(
     method.to(device)
     torch.manual_seed(cfg.seed)
 
-    source = method.task_source(cfg, device)
-    if cfg.compile:
+    if cfg.compile:  # before the task source, which may encode every training drawing first
         method.compile_training()
+    source = method.task_source(cfg, device)
     opt = torch.optim.Adam(method.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
     step, best_val, history = 0, -math.inf, []
