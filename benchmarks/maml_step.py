@@ -10,8 +10,9 @@ Adam step.  Three ways to run it, on the same weights and tasks:
   backward per task.  Written here from that description (neither library is installed).
 
 Shapes: Conv-4 (64 filters, batch-statistics norm) on Omniglot 5-way 1-shot 15-query tasks,
-meta-batch 32; the sinusoid 40-40 MLP with 10 support and 10 query points, meta-batch 25; 1 and 5
-inner steps; first and second order.
+meta-batch 32; the sinusoid 40-40 MLP with 10 support and 10 query points, meta-batch 25; a
+user-defined module (``UserCNN`` below: what a reader writes, with ``nn.BatchNorm2d`` without running
+statistics) on the Conv-4 tasks; 1 and 5 inner steps; first and second order.
 
 Time: the variants of a shape run in one process, interleaved (one meta-step of each in turn,
 the order rotated every round, after ``--warmup`` untimed steps each), and the table gives the
@@ -26,6 +27,7 @@ to the clone baseline's.
     python benchmarks/maml_step.py                  # ~15 minutes on 2 CPU cores
     python benchmarks/maml_step.py --all            # also Conv-4 vmap with 5 inner steps (>10 GB on a CPU)
     python benchmarks/maml_step.py --only sinusoid  # ~1 minute
+    python benchmarks/maml_step.py --only custom    # the user-defined module
     python benchmarks/maml_step.py --device cuda
 """
 
@@ -46,13 +48,38 @@ from pathlib import Path
 import torch
 
 import metalearn_lite as ml
-from metalearn_lite.algorithms import MAML, MAMLRegressor
+from metalearn_lite.algorithms import MAML
 
 VARIANTS = ("vmap", "loop", "clone")
 #: skipped unless --all: on a CPU these need more than 10 GB (vmap keeps every task's graph of 5 inner steps)
-HEAVY = {("conv4", 5, "second", "vmap"), ("conv4", 5, "first", "vmap")}
-SHAPES = [(family, steps, order) for family in ("conv4", "sinusoid") for steps in (1, 5)
+HEAVY = {(f, 5, o, "vmap") for f in ("conv4", "custom") for o in ("second", "first")}
+SHAPES = [(family, steps, order) for family in ("conv4", "sinusoid", "custom") for steps in (1, 5)
           for order in ("second", "first")]
+
+
+class UserCNN(torch.nn.Module):
+    """A network as a reader would write it: torch's own layers, batch norm without running statistics."""
+
+    def __init__(self, ways: int = 5) -> None:
+        super().__init__()
+        blocks = []
+        for c_in in (1, 32, 32):
+            blocks += [torch.nn.Conv2d(c_in, 32, 3, padding=1), torch.nn.BatchNorm2d(32, track_running_stats=False),
+                       torch.nn.ReLU(), torch.nn.MaxPool2d(2)]
+        self.features = torch.nn.Sequential(*blocks, torch.nn.Flatten())
+        self.classifier = torch.nn.Linear(32 * 3 * 3, ways)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def build(family: str, **kw) -> MAML:
+    """The method a family's rows measure."""
+    if family == "conv4":
+        return MAML(ways=5, inner_lr=0.4, **kw)
+    if family == "custom":
+        return MAML(UserCNN(5), ways=5, inner_lr=0.4, **kw)
+    return MAML(ml.MLP(1, (40, 40), 1), loss="mse", inner_lr=0.01, **kw)
 
 
 def clone_module(net: torch.nn.Module) -> torch.nn.Module:
@@ -87,13 +114,12 @@ def setup(family: str, steps: int, order: str, variant: str, device: torch.devic
     torch.manual_seed(0)
     first_order = order == "first"
     batching = "loop" if variant == "clone" else variant
-    if family == "conv4":
+    if family in ("conv4", "custom"):
         data = ml.omniglot_split("train", rotations=True).images
         ep = ml.EpisodeSampler(data, ways=5, shots=1, queries=15, seed=0).sample(32).to(device)
-        method = MAML(ways=5, inner_lr=0.4, inner_steps=steps, first_order=first_order, batching=batching)
     else:
         ep = ml.SinusoidTasks(seed=0).sample(25, 10, 10).to(device)
-        method = MAMLRegressor(inner_lr=0.01, inner_steps=steps, first_order=first_order, batching=batching)
+    method = build(family, inner_steps=steps, first_order=first_order, batching=batching)
     return method.to(device).train(), ep
 
 
@@ -183,7 +209,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7, help="timed meta-steps per variant (median reported)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed meta-steps per variant before timing")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--only", choices=["conv4", "sinusoid"], help="run one family only")
+    parser.add_argument("--only", choices=["conv4", "sinusoid", "custom"], help="run one family only")
     parser.add_argument("--all", action="store_true", help="include the Conv-4 vmap runs with 5 inner steps")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--timing-child", nargs=4, help=argparse.SUPPRESS)
@@ -236,7 +262,7 @@ def main() -> None:
 
             pkg = {v: res[v]["ms"] for v in ("vmap", "loop") if v in ok}
             best = min(pkg, key=pkg.get) if pkg else "-"
-            model = MAML() if family == "conv4" else MAMLRegressor()
+            model = build(family)
             auto = model.resolve_batching(order == "first", torch.device(args.device))
             diffs = " ".join(f"{v} {rel_diff(grads[v], grads['clone']):.1e}" for v in ("vmap", "loop")
                              if v in grads and "clone" in grads)
@@ -248,7 +274,9 @@ def main() -> None:
                 if v not in ok:
                     print(f"    {v}: {res[v]}")
     print("\nbest/clone: the faster package strategy's time over the clone-per-task baseline's; auto/clone: the "
-          "strategy batching='auto' picks on this device (targets: sinusoid <= 0.2, i.e. >= 5x; Conv-4 <= 1.05).")
+          "strategy batching='auto' picks on this device (targets: sinusoid <= 0.2, i.e. >= 5x; Conv-4 <= 1.05;\n"
+          "a user-defined module runs in a loop unless asked for vmap: it should cost no more than the clone "
+          "baseline).")
     print("MB: peak resident memory above the process's memory before the first meta-step (one process per "
           "variant).")
 

@@ -1,46 +1,98 @@
 """metalearn-lite: small, tested PyTorch implementations of meta-learning and few-shot methods.
 
-The public API::
+Every method wraps your own network and trains on your own tasks through one trainer::
 
-    from metalearn_lite import (
-        default_device,            # cuda, then mps, then cpu
-        omniglot_split, read_image, SinusoidTasks,   # data
-        EpisodeSampler, Episode,   # N-way K-shot Q-query tasks as stacked tensors
-        Conv4, MLP,                # backbones
-        FewShotClassifier, evaluate, mean_ci,        # the contract and its measurement
-        load_pretrained, load_checkpoint,            # trained models
-    )
+    import metalearn_lite as ml
+
+    method = ml.ProtoNet(encoder=my_cnn)                  # or ml.MAML(my_net, ways=5), ml.Reptile(...), ...
+    x, y, names = ml.image_folder("my_images/", size=32)  # one subfolder per class
+    tasks = ml.EpisodeSampler(x, y, ways=5, shots=1, queries=5, seed=0)
+    result = ml.train(method, tasks, val_tasks=val_sampler, steps=500, out_dir="runs/mine")
+    ml.evaluate(method, (x_test, y_test), ways=5, shots=1)
+    ml.load_checkpoint(result.best_path, method=ml.ProtoNet(MyCNN()))
+
+The package is layered, and imports run one way: core (episodes, the few-shot contract, distances, models,
+devices, evaluation) <- data (``datasets``) <- methods (``algorithms``) <- training and checkpoints <-
+``recipes`` (the course's Omniglot runs) and the command line <- ``lessons``.
 """
 
 from ._malloc import MALLOC_TUNED
-from .checkpoints import available_pretrained, load_checkpoint, load_pretrained
-from .datasets import ALPHABET_SPLITS, Omniglot, SinusoidTasks, load_omniglot, omniglot_split, read_image
+from .algorithms import (
+    MAML,
+    MANN,
+    AdaptedModel,
+    BaselinePlusPlus,
+    EpisodicMethod,
+    FineTune,
+    LinearProbe,
+    LSTMOneShot,
+    NTMCopy,
+    Pretrained,
+    ProtoNet,
+    Reptile,
+    SiameseNet,
+    TripletNet,
+)
+from .checkpoints import available_pretrained, load_checkpoint, load_pretrained, save_checkpoint
+from .datasets import (
+    ALPHABET_SPLITS,
+    Omniglot,
+    SinusoidTasks,
+    image_folder,
+    load_omniglot,
+    make_shapes,
+    omniglot_split,
+    read_image,
+)
 from .devices import default_device
 from .episodes import Episode, EpisodeSampler
 from .evaluation import EvalResult, evaluate, mean_ci
-from .fewshot import FewShotClassifier
-from .models import MLP, Conv4
+from .fewshot import FewShotClassifier, class_means
+from .models import MLP, BatchStatNorm2d, Conv4
+from .training import TrainConfig, TrainResult, train
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "ALPHABET_SPLITS",
     "MALLOC_TUNED",
-    "available_pretrained",
-    "load_checkpoint",
-    "load_pretrained",
+    "MAML",
+    "MANN",
+    "MLP",
+    "AdaptedModel",
+    "BaselinePlusPlus",
+    "BatchStatNorm2d",
     "Conv4",
     "Episode",
     "EpisodeSampler",
+    "EpisodicMethod",
     "EvalResult",
     "FewShotClassifier",
-    "MLP",
+    "FineTune",
+    "LSTMOneShot",
+    "LinearProbe",
+    "NTMCopy",
     "Omniglot",
+    "Pretrained",
+    "ProtoNet",
+    "Reptile",
+    "SiameseNet",
     "SinusoidTasks",
+    "TrainConfig",
+    "TrainResult",
+    "TripletNet",
+    "available_pretrained",
+    "class_means",
     "default_device",
     "evaluate",
+    "image_folder",
+    "load_checkpoint",
     "load_omniglot",
+    "load_pretrained",
+    "make_shapes",
     "mean_ci",
     "omniglot_split",
     "read_image",
+    "save_checkpoint",
+    "train",
 ]

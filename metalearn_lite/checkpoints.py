@@ -3,8 +3,12 @@
 A checkpoint is a dict of plain values and tensors, written to a temporary file and renamed into
 place (an interrupted save never leaves a half-written file), and read with
 ``torch.load(weights_only=True)``, which never unpickles code.  It carries what is needed to
-rebuild the model (``method`` and ``config``), the ``command`` and ``seed`` that produced it,
-and the training state needed to resume.
+rebuild the method (``method``, its registry name, and ``config``, with the networks as
+:func:`~metalearn_lite.models.model_spec`), the ``recipe`` that trained it (if any), the ``command`` and
+``seed`` that produced it, and the training state needed to resume.
+
+A method built on your own network cannot be rebuilt from a file: build it again and pass it,
+``load_checkpoint(path, method=ProtoNet(MyNet()))``, and the weights are loaded into it.
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ from typing import Any
 import torch
 
 from .algorithms import METHODS, EpisodicMethod, build_method
+from .models import Conv4
 from .paths import data_root
 
-FORMAT = "metalearn-lite-checkpoint/1"
+FORMAT = "metalearn-lite-checkpoint/2"
+#: the format of the files written before the methods took the reader's own networks (read and upgraded)
+FORMAT_1 = "metalearn-lite-checkpoint/1"
 
 
 def save_checkpoint(path: str | os.PathLike, model: EpisodicMethod, **extra: Any) -> Path:
@@ -43,6 +50,50 @@ def save_checkpoint(path: str | os.PathLike, model: EpisodicMethod, **extra: Any
     return path
 
 
+def _conv4(in_channels: int = 1, hidden: int = 64, norm: str = "batch", out_features: int | None = None,
+           image_size: int = 28) -> dict[str, Any]:
+    return {"name": "conv4", "in_channels": in_channels, "hidden": hidden, "norm": norm,
+            "out_features": out_features, "image_size": image_size}
+
+
+def upgrade_format_1(blob: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint of format 1 (method configs with Conv-4 sizes and encoder names) in format 2.
+
+    The weights are unchanged (their names did not change); only the config is rewritten: the networks
+    become specs, ``maml_regressor``/``reptile_regressor`` become ``maml``/``reptile`` with ``loss="mse"`` on
+    an MLP, and ``recipe`` records the course recipe that trained the file.
+    """
+    name, c = blob["method"], dict(blob["config"])
+    recipe = name
+    conv = {k: c.pop(k) for k in ("in_channels", "hidden", "norm") if k in c and name != "ntm_copy"
+            and name not in ("mann", "lstm_oneshot", "maml_regressor", "reptile_regressor")}
+    if name in ("protonet", "siamese", "triplet"):
+        c = {"encoder": _conv4(**conv), **c}
+    elif name == "pretrained":
+        c = {"backbone": _conv4(**conv), **c}
+        c.pop("in_channels", None)
+    elif name in ("maml", "reptile"):
+        size = c.pop("image_size", 28)
+        c = {"model": _conv4(**conv, out_features=c["ways"], image_size=size), **c, "loss": "cross_entropy",
+             "head": "head."}
+    elif name in ("maml_regressor", "reptile_regressor"):
+        name = name.split("_")[0]
+        hidden, layers = c.pop("hidden"), c.pop("layers")
+        c = {"model": {"name": "mlp", "in_features": 1, "hidden": [hidden] * layers, "out_features": 1}, "ways": 1,
+             **c, "loss": "mse", "head": f"net.{2 * layers}."}
+    elif name in ("mann", "lstm_oneshot"):
+        kind = c.pop("encoder")
+        encoder = {"pixels": None, "conv": _conv4(hidden=32, norm="running"),
+                   "pretrained": _conv4(hidden=64, norm="running")}[kind]
+        c = {"encoder": encoder, **c, "freeze_encoder": kind == "pretrained"}
+    if name in ("maml", "reptile"):
+        c.pop("in_channels", None)
+    if name == "reptile":
+        for k in ("first_order", "first_order_warmup", "meta_sgd", "anil", "zero_head"):
+            c.pop(k, None)
+    return {**blob, "format": FORMAT, "method": name, "config": c, "recipe": recipe}
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """The checkpoint's dict, tensors on the CPU; ``ValueError`` if it is missing or not ours."""
     path = Path(path)
@@ -56,22 +107,20 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             f"{path} is not a readable checkpoint (truncated or corrupt?): {reason}. "
             "Re-create it with the command in data/checkpoints/README.md, or restore it from git"
         ) from err
+    if isinstance(blob, dict) and blob.get("format") == FORMAT_1:
+        return upgrade_format_1(blob)
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ValueError(f"{path} is not a metalearn-lite checkpoint (no '{FORMAT}' marker)")
     return blob
 
 
-def model_from_checkpoint(
-    blob: dict[str, Any], method: str | None = None, device: str | torch.device | None = None
-) -> EpisodicMethod:
-    """Rebuild the model a checkpoint dict describes; ``method`` checks that it is the expected one."""
+def load_weights(method: EpisodicMethod, blob: dict[str, Any]) -> EpisodicMethod:
+    """Load a checkpoint dict's weights into ``method``; ``ValueError`` naming what does not fit."""
     name = blob.get("method")
-    if method is not None and name != method:
-        raise ValueError(f"this checkpoint holds a {name!r} model, not {method!r}: load it as {name!r}")
-    if name not in METHODS:
-        raise ValueError(f"checkpoint method {name!r} is unknown to this version; known: {sorted(METHODS)}")
-    model = build_method(name, **blob["config"])
-    own = model.state_dict()
+    if name != method.name:
+        raise ValueError(f"this checkpoint holds a {name!r} model, not {method.name!r}: build a "
+                         f"{METHODS[name].__name__ if name in METHODS else name} to load it into")
+    own = method.state_dict()
     state = blob["state_dict"]
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -79,19 +128,44 @@ def model_from_checkpoint(
              for k in own.keys() & state.keys() if own[k].shape != state[k].shape]
     if missing or unexpected or wrong:
         raise ValueError(
-            f"the checkpoint's weights do not fit a {name} built from its config {blob['config']}: "
-            f"missing {missing[:3]}, unexpected {unexpected[:3]}, mismatched shapes {wrong[:3]}"
+            f"the checkpoint's weights do not fit this {name} (checkpoint config {blob['config']}): "
+            f"missing {missing[:3]}, unexpected {unexpected[:3]}, mismatched shapes {wrong[:3]}; build the method "
+            "with the same network and options as the run that saved it"
         )
-    model.load_state_dict(state)
+    method.load_state_dict(state)
+    return method
+
+
+def model_from_checkpoint(
+    blob: dict[str, Any], method: EpisodicMethod | str | None = None, device: str | torch.device | None = None
+) -> EpisodicMethod:
+    """The method a checkpoint dict describes, in eval mode: ``method`` itself with the weights loaded into it
+    if it is a method, else rebuilt from the registry (``method`` as a name checks that it is the expected one)."""
+    name = blob.get("method")
+    if isinstance(method, EpisodicMethod):
+        model = load_weights(method, blob)
+    else:
+        if method is not None and name != method:
+            raise ValueError(f"this checkpoint holds a {name!r} model, not {method!r}: load it as {name!r}")
+        if name not in METHODS:
+            raise ValueError(f"checkpoint method {name!r} is unknown to this version; known: {sorted(METHODS)}")
+        model = load_weights(build_method(name, **blob["config"]), blob)
+    model.recipe = blob.get("recipe")
     if device is not None:
         model.to(device)
     return model.eval()
 
 
 def load_checkpoint(
-    path: str | os.PathLike, method: str | None = None, device: str | torch.device | None = None
+    path: str | os.PathLike, method: EpisodicMethod | str | None = None, device: str | torch.device | None = None
 ) -> EpisodicMethod:
-    """The model saved at ``path``, in eval mode, on ``device`` (default CPU)."""
+    """The method saved at ``path``, in eval mode, on ``device`` (default: where it is, CPU for a rebuilt one).
+
+    Args:
+        method: ``None`` rebuilds the method from the registry (the package's own networks only); a method
+            you built (e.g. ``ProtoNet(MyNet())``) gets the weights loaded into it and is returned; a name
+            checks that the file holds that method.
+    """
     return model_from_checkpoint(read_checkpoint(path), method, device)
 
 
@@ -109,8 +183,9 @@ def load_pretrained(name: str, device: str | torch.device | None = None) -> Epis
     """A ready model trained by this package, e.g. ``load_pretrained("protonet-omniglot")``.
 
     The returned model carries how it was trained: ``.command`` and ``.seed`` (also in
-    ``data/checkpoints/README.md``), ``.train_config``, ``.history`` (one dict per validation:
-    step, loss, acc, val_acc, minutes), ``.step`` and ``.best_val``.
+    ``data/checkpoints/README.md``), ``.train_config`` (the run's settings), ``.task_config`` (the
+    task source's), ``.history`` (one dict per validation: step, loss, acc, val_acc, minutes), ``.step``,
+    ``.best_val`` and ``.recipe``.
     """
     names = available_pretrained()
     if name not in names:
@@ -121,22 +196,20 @@ def load_pretrained(name: str, device: str | torch.device | None = None) -> Epis
     model.seed = blob.get("seed")
     model.history = blob.get("history", [])
     model.train_config = blob.get("train_config", {})
+    model.task_config = blob.get("task_config", {})
     model.step = blob.get("step")
     model.best_val = blob.get("best_val")
     return model
 
 
-def pretrained_backbone(name: str) -> torch.nn.Module:
+def pretrained_backbone(name: str) -> Conv4:
     """The Conv-4 body of a shipped classifier, e.g. ``pretrained_backbone("pretrained-omniglot")``.
 
     Raises a ``ValueError`` naming a model that has one when ``name`` has no Conv-4 backbone.
     """
-    from .models import Conv4
-
     source = load_pretrained(name)
     backbone = getattr(source, "backbone", None)
     if not isinstance(backbone, Conv4):
         raise ValueError(f"{name} is a {source.name} model, which has no Conv-4 backbone to start from; use a "
                          "pretrained model such as pretrained-omniglot")
     return backbone
-

@@ -1,163 +1,124 @@
 """Train, evaluate and list few-shot models.
 
   python -m metalearn_lite train protonet --out runs/protonet --steps 4000 --augment
+  python -m metalearn_lite train protonet --data my_images/ --val-classes 0.2 --out runs/mine
   python -m metalearn_lite evaluate protonet-omniglot --ways 20 --shots 1
   python -m metalearn_lite list
+
+Each recipe is its own subcommand (`train maml --help` lists what maml uses).
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import shlex
 import shutil
 import sys
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
-import torch
-
-from .algorithms import METHODS, build_method
 from .algorithms.ntm import flush_denormals
-from .checkpoints import (
-    available_pretrained,
-    checkpoint_dir,
-    load_checkpoint,
-    load_pretrained,
-    pretrained_backbone,
-    read_checkpoint,
-)
+from .checkpoints import available_pretrained, checkpoint_dir, load_checkpoint, load_pretrained, read_checkpoint
 from .datasets import omniglot_split
 from .devices import default_device
 from .evaluation import evaluate
 from .fewshot import FewShotClassifier
+from .recipes import RECIPES, Recipe, TaskSettings, recipe_of
 from .training import TrainConfig, train
 
-HELP = {
-    "ways": "classes per training episode (N)",
-    "shots": "labelled support examples per class (K)",
-    "queries": "query examples per class (Q); ignored by siamese/triplet, which train on pairs",
-    "tasks": "episodes per optimisation step (meta-batch size)",
+#: the run's settings shown as flags (``tasks_per_step`` is ``--tasks``); the others go through ``--set``
+RUN_FLAGS = {
     "steps": "optimisation steps",
     "lr": "Adam learning rate",
-    "lr_decay": "multiply the learning rate by this ...",
-    "lr_decay_every": "... every this many steps (step decay)",
-    "weight_decay": "Adam weight decay",
-    "rotations": "add 90/180/270-degree rotations of the training characters as new classes",
-    "mirrors": "add the mirror image of every training class (after rotations) as a new class",
-    "augment": "random affine distortion (rotation, shift, zoom, shear) of every training image",
-    "by": "split Omniglot by 'alphabet' (test alphabets unseen) or by 'character'",
-    "same_alphabet": "fraction of training episodes (0..1) whose classes all come from one alphabet (a rotated "
-                     "or mirrored alphabet counts as its own): as alike as a test episode's, from one new alphabet",
-    "image_size": "image side in pixels",
-    "val_every": "validate on the meta-val alphabet every this many steps (keeps the best)",
-    "val_episodes": "validation episodes",
-    "val_ways": "ways of validation episodes",
-    "val_shots": "shots of validation episodes",
+    "tasks_per_step": "tasks (episodes, sequences) per optimisation step: the meta-batch",
+    "lr_decay_every": "halve the learning rate every this many steps (--set lr_decay=F for another factor)",
+    "val_every": "validate every this many steps (keeps the best in best.pt)",
+    "val_episodes": "validation tasks",
     "save_every": "write the resumable last.pt every this many steps",
     "time_limit_min": "stop (validating and saving) after this many minutes; 0 for no limit",
-    "max_length": "sequence tasks (NTM copy): longest training sequence; lengths are drawn from 1..max-length",
-    "grad_clip": "clip the gradient norm to this before each step; 0 for no clipping",
-    "seed": "seed of every random choice (episodes, augmentation, initialisation)",
-    "compile": "torch.compile the training step (mann only; compiling takes about half a minute of the run's time)",
+    "seed": "seed of every random choice (tasks, augmentation, initialisation)",
 }
-
-#: Model flags: ``key -> (type, choices, help)``.  A method accepts the keys its ``__init__`` takes;
-#: a flag that is not given leaves the method's own default.
-MODEL_FLAGS: dict[str, tuple[type, tuple | None, str]] = {
-    "hidden": (int, None, "Conv-4 filters per block (or hidden units, for MLP/LSTM models)"),
-    "norm": (str, ("batch", "running", "none"),
-             "Conv-4 normalisation: batch statistics always (transductive), running stats, or none"),
-    "distance": (str, ("euclidean", "cosine"), "embedding distance"),
-    "margin": (float, None, "siamese/triplet: loss margin"),
-    "mining": (str, ("batch_hard", "semi_hard", "all"), "triplet: how triplets are mined in a batch"),
-    "classify": (str, ("prototype", "neighbour"),
-                 "siamese/triplet: classify by nearest class mean or nearest support example"),
-    "classes": (int, None, "pretrained: outputs of the pretraining head (624 meta-train classes with "
-                "--rotations, 156 without)"),
-    "head": (str, ("linear", "cosine"), "pretrained: linear (Baseline) or cosine (Baseline++) pretraining head"),
-    "inner_lr": (float, None, "MAML/Reptile: inner-loop learning rate (alpha)"),
-    "inner_steps": (int, None, "MAML/Reptile: inner gradient steps per task in training"),
-    "test_steps": (int, None, "MAML/Reptile: inner gradient steps on the support set at test time"),
-    "first_order": (bool, None, "MAML: first-order approximation (drop the Hessian terms)"),
-    "first_order_warmup": (int, None, "MAML: train this many meta-steps first-order, then second-order"),
-    "meta_sgd": (bool, None, "MAML: learn one inner learning rate per parameter (Meta-SGD)"),
-    "anil": (bool, None, "MAML: adapt only the head in the inner loop (ANIL)"),
-    "zero_head": (bool, None, "MAML: start every task from a zero head (the zeroing trick of Kao et al. 2022)"),
-    "batching": (str, ("auto", "vmap", "loop"), "MAML/Reptile: tasks of a meta-batch under vmap or in a loop"),
-    "layers": (int, None, "sinusoid MLP: hidden layers"),
-    "memory_size": (int, None, "NTM/MANN: memory slots (N)"),
-    "memory_width": (int, None, "NTM/MANN: width of each memory slot (M)"),
-    "read_heads": (int, None, "MANN: read heads (each also writes its key)"),
-    "write_first": (bool, None,
-                    "MANN: write, then read within a step, as in the paper (default; --no-write-first reads first)"),
-    "encoder": (str, ("pixels", "conv", "pretrained"),
-                "MANN/LSTM one-shot: the controller sees raw pixels, a Conv-4 trained with it, or the frozen "
-                "backbone of pretrained-omniglot"),
-    "normalize_features": (bool, None, "MANN/LSTM one-shot: give the controller each drawing's features at one "
-                           "length (their direction only)"),
-    "keys_see_input": (bool, None, "MANN: the heads' keys and gates are computed from the step's input as well as "
-                       "from the controller's state"),
-    "controller": (str, ("lstm", "feedforward"), "NTM: controller network"),
+TASK_HELP = {
+    "ways": "classes per training episode (N)",
+    "shots": "labelled examples per class (K)",
+    "queries": "query examples per class (Q)",
+    "augment": "random affine distortion (rotation, shift, zoom, shear) of every training image",
+    "max_length": "longest training sequence; lengths are drawn from 1..max-length",
 }
+SET_SKIP = {"seed", "data", "val_classes"}
 
 
 def _flag(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
-def method_options(method: str) -> list[str]:
-    """The model flags (``MODEL_FLAGS`` keys) that ``method``'s constructor accepts."""
-    params = inspect.signature(METHODS[method].__init__).parameters
-    return [k for k in MODEL_FLAGS if k in params]
+def set_keys(recipe: Recipe) -> dict[str, Any]:
+    """The settings ``--set KEY=VALUE`` accepts for ``recipe``: its defaults by key."""
+    run, task = recipe.run_config(), recipe.settings()
+    keys = {f.name: getattr(run, f.name) for f in fields(TrainConfig)
+            if f.name not in RUN_FLAGS and f.name != "compile"}
+    keys.update({f.name: getattr(task, f.name) for f in fields(TaskSettings)
+                 if f.name in recipe.task_keys and f.name not in recipe.task_flags and f.name not in SET_SKIP})
+    return keys
 
 
-def _add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("method", choices=sorted(METHODS), help="the method to train")
+def _parse_value(key: str, text: str, default: Any) -> Any:
+    kind = type(default) if default is not None else str
+    try:
+        if kind is bool:
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1", "yes")
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"--set {key}={text}: expected a {kind.__name__}") from None
+
+
+def add_recipe_parser(sub: Any, recipe: Recipe) -> argparse.ArgumentParser:
+    """The ``train NAME`` subcommand: common options, the run's, the task's and the model's."""
+    p = sub.add_parser(recipe.name, help=recipe.summary, description=recipe.summary)
     p.add_argument("--out", required=True, help="run folder for best.pt and the resumable last.pt")
     p.add_argument("--save-as", help="when done, copy best.pt to this path (e.g. data/checkpoints/NAME.pt)")
     p.add_argument("--device", help="cpu, cuda, mps (default: best available)")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--init-body", metavar="NAME",
-                   help="maml, reptile: start from the Conv-4 body of this pretrained model (e.g. "
-                        "pretrained-omniglot); its own training time counts towards this model's")
-    g = p.add_argument_group("model (a flag applies to the methods whose constructor takes it; unset: its default)")
-    for key, (kind, choices, text) in MODEL_FLAGS.items():
-        users = ", ".join(m for m in sorted(METHODS) if key in method_options(m))
-        if kind is bool:
-            g.add_argument(_flag(key), action=argparse.BooleanOptionalAction, default=None, help=f"{text} [{users}]")
-        else:
-            g.add_argument(_flag(key), type=kind, choices=choices, default=None, help=f"{text} [{users}]")
-    t = p.add_argument_group("training (unset: the method's own default, else the value shown)")
-    defaults = TrainConfig()
-    for f in fields(TrainConfig):
-        value = getattr(defaults, f.name)
+    if recipe.folder:
+        p.add_argument("--data", metavar="DIR", help="train on an image folder (one subfolder per class) instead of "
+                                                     "Omniglot")
+        p.add_argument("--val-classes", type=float, metavar="F", help="share of the folder's classes held out for "
+                                                                      "validation (default 0.2), a seeded split")
+    if recipe.init_body:
+        p.add_argument("--init-body", metavar="NAME", help="start from the Conv-4 body of this pretrained model "
+                                                           "(e.g. pretrained-omniglot)")
+    run = recipe.run_config()
+    for key, text in RUN_FLAGS.items():
+        flag = "--tasks" if key == "tasks_per_step" else _flag(key)
+        p.add_argument(flag, dest=key, type=type(getattr(run, key)), default=None,
+                       help=f"{text} (default: {getattr(run, key)})")
+    if recipe.compile:
+        p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                       help="torch.compile the training step (compiling takes about half a minute)")
+    task = recipe.settings()
+    for key in recipe.task_flags:
+        value = getattr(task, key)
         if isinstance(value, bool):
-            t.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None,
-                           help=f"{HELP[f.name]} (default: {value})")
+            p.add_argument(_flag(key), action=argparse.BooleanOptionalAction, default=None,
+                           help=f"{TASK_HELP[key]} (default: {value})")
         else:
-            t.add_argument(_flag(f.name), type=type(value), default=None, help=f"{HELP[f.name]} (default: {value})")
-
-
-def train_config(args: argparse.Namespace) -> TrainConfig:
-    """The run's config: flags given, else the method's ``train_defaults``, else ``TrainConfig``'s."""
-    values = dict(METHODS[args.method].train_defaults)
-    values.update({f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None})
-    return TrainConfig(**values)
-
-
-def model_config(args: argparse.Namespace) -> dict:
-    """The method's constructor arguments from the model flags; ``ValueError`` for a flag it does not take."""
-    accepted = method_options(args.method)
-    given = {k: getattr(args, k) for k in MODEL_FLAGS if getattr(args, k, None) is not None}
-    wrong = [_flag(k) for k in given if k not in accepted]
-    if wrong:
-        raise ValueError(
-            f"{', '.join(wrong)} does not apply to {args.method}; its model flags are "
-            f"{', '.join(_flag(k) for k in accepted) or 'none'}"
-        )
-    return given
+            p.add_argument(_flag(key), type=type(value), default=None, help=f"{TASK_HELP[key]} (default: {value})")
+    for key, f in recipe.model_flags.items():
+        if f.kind is bool:
+            p.add_argument(_flag(key), action=argparse.BooleanOptionalAction, default=None,
+                           help=f"{f.help} (default: {f.default})")
+        else:
+            p.add_argument(_flag(key), type=f.kind, choices=f.choices, default=None,
+                           help=f"{f.help} (default: {f.default})")
+    keys = set_keys(recipe)
+    p.add_argument("--set", nargs="+", metavar="KEY=VALUE", default=[],
+                   help="less common settings: " + ", ".join(f"{k} ({v})" for k, v in keys.items()))
+    p.set_defaults(recipe=recipe.name)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,10 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m metalearn_lite", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _add_train_args(sub.add_parser("train", help="train a method on the meta-train alphabets"))
+    t = sub.add_parser("train", help="train a recipe (train RECIPE --help lists its options)")
+    recipes = t.add_subparsers(dest="recipe", metavar="RECIPE", required=True)
+    for recipe in RECIPES.values():
+        add_recipe_parser(recipes, recipe)
     e = sub.add_parser("evaluate", help="accuracy over test episodes, mean ± 95%% CI")
     e.add_argument("model", help="a checkpoint path or a pretrained name (see `list`)")
     e.add_argument("--split", default="test", choices=["train", "val", "test"], help="Omniglot split (default test)")
+    e.add_argument("--data", metavar="DIR", help="evaluate on this image folder's classes instead of Omniglot")
     e.add_argument("--ways", type=int, default=5, help="classes per episode (default 5)")
     e.add_argument("--shots", type=int, default=1, help="support examples per class (default 1)")
     e.add_argument("--queries", type=int, default=15, help="queries per class (default 15)")
@@ -179,22 +144,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configs(args: argparse.Namespace) -> tuple[Recipe, TrainConfig, TaskSettings, dict[str, Any]]:
+    """The recipe, run settings, task settings and model flags a ``train`` command line asks for."""
+    recipe = RECIPES[args.recipe]
+    keys = set_keys(recipe)
+    extra: dict[str, Any] = {}
+    for item in args.set:
+        key, sep, text = item.partition("=")
+        if not sep or key not in keys:
+            raise ValueError(f"--set {item}: expected KEY=VALUE with KEY one of {', '.join(keys)}")
+        extra[key] = _parse_value(key, text, keys[key])
+    run_names = {f.name for f in fields(TrainConfig)}
+    run = {k: getattr(args, k) for k in (*RUN_FLAGS, "compile") if getattr(args, k, None) is not None}
+    run.update({k: v for k, v in extra.items() if k in run_names})
+    task = {k: getattr(args, k) for k in recipe.task_flags if getattr(args, k) is not None}
+    task.update({k: v for k, v in extra.items() if k not in run_names})
+    if getattr(args, "data", None) is not None:
+        task["data"] = args.data
+    if getattr(args, "val_classes", None) is not None:
+        if task.get("data") is None:
+            raise ValueError("--val-classes splits an image folder's classes; give the folder with --data DIR")
+        task["val_classes"] = args.val_classes
+    run_cfg = recipe.run_config(**run)
+    settings = recipe.settings(**task, seed=run_cfg.seed)
+    model = {k: getattr(args, k) for k in recipe.model_flags if getattr(args, k) is not None}
+    return recipe, run_cfg, settings, model
+
+
 def _train(args: argparse.Namespace, argv: list[str]) -> int:
-    cfg = train_config(args)
-    model_keys = model_config(args)
-    if "image_size" in inspect.signature(METHODS[args.method].__init__).parameters:
-        model_keys["image_size"] = cfg.image_size  # the model is built for the drawings the run loads (--image-size)
-    torch.manual_seed(cfg.seed)  # the initial weights follow --seed too
-    method = build_method(args.method, **model_keys)
-    if args.init_body:
-        if not hasattr(method, "init_body"):
-            raise ValueError(f"--init-body does not apply to {args.method}; it starts a maml or reptile model from a "
-                             "pretrained Conv-4 body")
-        method.init_body(pretrained_backbone(args.init_body))
-    device = args.device or default_device()
+    import torch
+
+    recipe, run, settings, model_args = configs(args)
+    device = torch.device(args.device) if args.device else default_device()
+    torch.manual_seed(run.seed)  # the initial weights follow --seed too
+    method = recipe.make(settings, getattr(args, "init_body", None), **model_args)
+    tasks = recipe.tasks(method.to(device), settings, device, run)
     command = "python -m metalearn_lite " + shlex.join(argv)
-    result = train(method, cfg, args.out, device=device, command=command, progress=not args.no_progress,
-                   resume=not args.no_resume)
+    result = train(method, tasks, tasks, run, out_dir=args.out, device=device, command=command,
+                   progress=not args.no_progress, resume=not args.no_resume, task_config=vars(settings),
+                   recipe=recipe.name)
     metrics = [k for k in (result.history[-1] if result.history else {}) if k.startswith("val_")]
     best = (f"accuracy {100 * result.best_val:.2f} %" if metrics in ([], ["val_acc"])
             else f"score {result.best_val:.4g} ({', '.join(metrics)}; higher is better)")
@@ -210,22 +198,35 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     device = args.device or default_device()
     if Path(args.model).suffix == ".pt" or Path(args.model).exists():
+        blob = read_checkpoint(args.model)
         model = load_checkpoint(args.model, device=device)
+        model.train_config, model.task_config = blob.get("train_config", {}), blob.get("task_config", {})
     else:
         model = load_pretrained(args.model, device=device)
-    # regression and sequence models (sinusoid MAML, NTM copy, MANN) report their own task metric;
+    # regression and sequence models (sinusoid MAML, NTM copy, MANN) report their own task measure;
     # a model that is also a few-shot classifier (MANN) then gets the N-way K-shot accuracy below too
-    report = getattr(model, "evaluate_report", None)
+    recipe = recipe_of(model)
+    report = recipe.report if recipe is not None else None
     if report is not None:
-        print(f"{args.model}: {report(episodes=args.episodes, seed=args.seed)}")
-    if not isinstance(model, FewShotClassifier):
+        print(f"{args.model}: {report(model, episodes=args.episodes, seed=args.seed)}")
+    if not isinstance(model, FewShotClassifier) or not getattr(model, "classifier", True):
         if report is None:
             raise ValueError(f"{args.model} is a {model.name} model, which has no evaluation to run")
         return 0
-    data = omniglot_split(args.split).images.to(device)
+    if args.data:
+        from .datasets.image_folder import image_folder
+
+        channels = getattr(getattr(model, "encoder", None) or getattr(model, "net", None), "in_channels", 1)
+        size = getattr(model, "task_config", {}).get("image_size", 28)
+        x, y, _ = image_folder(args.data, size=size, grayscale=channels == 1)
+        data: Any = (x.to(device), y.to(device))
+        where = args.data
+    else:
+        data = omniglot_split(args.split).images.to(device)
+        where = args.split
     result = evaluate(model, data, ways=args.ways, shots=args.shots, queries=args.queries,
                       episodes=args.episodes, seed=args.seed)
-    print(f"{args.model} on {args.split}: {result}")
+    print(f"{args.model} on {where}: {result}")
     return 0
 
 
@@ -257,4 +258,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     parser.print_help()
     return 0
-

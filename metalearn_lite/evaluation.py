@@ -58,7 +58,7 @@ class EvalResult:
 
 def evaluate(
     classifier: FewShotClassifier,
-    data: torch.Tensor,
+    data: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
     ways: int = 5,
     shots: int = 1,
     queries: int = 15,
@@ -70,7 +70,8 @@ def evaluate(
 
     Args:
         classifier: anything implementing :class:`FewShotClassifier`.
-        data: grouped images ``(classes, per_class, C, H, W)``, e.g. ``omniglot_split("test").images``.
+        data: grouped examples ``(classes, per_class, ...)``, e.g. ``omniglot_split("test").images``, or
+            ``(x, y)``: examples ``(N, ...)`` with integer labels ``(N,)`` (e.g. from :func:`image_folder`).
         ways, shots, queries: the task shape.
         episodes: number of tasks (>= 600 for the numbers we report).
         seed: sampling seed; every method evaluated with the same seed sees the same tasks.
@@ -86,7 +87,11 @@ def evaluate(
         )
     if queries < 1:
         raise ValueError(f"evaluation needs queries >= 1 to score; got {queries}")
-    sampler = EpisodeSampler(data, ways=ways, shots=shots, queries=queries, seed=seed, device=device)
+    x, y = data if isinstance(data, (tuple, list)) else (data, None)
+    if isinstance(data, (tuple, list)) and len(data) != 2:
+        raise ValueError(f"data must be grouped examples (classes, per_class, ...) or a pair (x, y); got "
+                         f"{len(data)} items")
+    sampler = EpisodeSampler(x, y, ways=ways, shots=shots, queries=queries, seed=seed, device=device)
     accs = torch.empty(episodes, dtype=torch.float64)
     was_training = getattr(classifier, "training", None)
     if was_training:

@@ -66,6 +66,18 @@ def check_task(
     return classes, targets
 
 
+def class_means(z: torch.Tensor, targets: torch.Tensor, ways: int) -> torch.Tensor:
+    """The mean embedding of each class (a prototype): ``z`` ``(..., S, D)``, ``targets`` ``(..., S)`` in
+    ``0..ways-1`` -> ``(..., ways, D)``.
+
+    ``p_c = 1/|S_c| sum_{i: y_i = c} z_i``, one matrix product per task; a class without examples gets zeros.
+    The one class-mean function of the package: ProtoNet, the metric embeddings and the transfer baselines use it.
+    """
+    onehot = torch.nn.functional.one_hot(targets, ways).to(z.dtype)  # (..., S, N)
+    sums = onehot.transpose(-1, -2) @ z  # (..., N, D)
+    return sums / onehot.sum(-2).unsqueeze(-1).clamp_min(1.0)
+
+
 class FewShotMixin:
     """Gives a class with ``logits`` the matching ``predict``."""
 

@@ -19,6 +19,8 @@ Normalisation is a choice, named explicitly, because it changes what "evaluating
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -107,7 +109,12 @@ class Conv4(nn.Module):
         self.in_channels, self.hidden, self.norm = in_channels, hidden, norm
         self.features = nn.Sequential(*layers)
         self.head = None if out_features is None else nn.Linear(self.embedding_dim(image_size), out_features)
-        self.out_features = out_features
+        self.out_features, self.image_size = out_features, image_size
+
+    def spec(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this network (:func:`build_model`)."""
+        return {"name": "conv4", "in_channels": self.in_channels, "hidden": self.hidden, "norm": self.norm,
+                "out_features": self.out_features, "image_size": self.image_size}
 
     def embedding_dim(self, image_size: int = 28) -> int:
         """Length of the flattened embedding for ``image_size`` x ``image_size`` inputs."""
@@ -147,7 +154,46 @@ class MLP(nn.Module):
         self.in_features, self.hidden, self.out_features = in_features, tuple(hidden), out_features
         self.net = nn.Sequential(*layers)
 
+    def spec(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this network (:func:`build_model`)."""
+        return {"name": "mlp", "in_features": self.in_features, "hidden": list(self.hidden),
+                "out_features": self.out_features}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 2 or x.shape[-1] != self.in_features:
             raise ValueError(f"MLP input must be (batch, {self.in_features}); got {tuple(x.shape)}")
         return self.net(x)
+
+
+MODELS: dict[str, type[nn.Module]] = {"conv4": Conv4, "mlp": MLP}
+
+
+def model_spec(module: nn.Module | None) -> dict[str, Any] | None:
+    """What a checkpoint records of a network a method was given.
+
+    ``None`` for no network; the constructor arguments for this package's own :class:`Conv4` and :class:`MLP`
+    (which :func:`build_model` rebuilds); ``{"custom": "ClassName"}`` for any other module, which only its
+    author can rebuild (pass the method you built to :func:`~metalearn_lite.load_checkpoint`).
+    """
+    if module is None:
+        return None
+    if type(module) in MODELS.values():
+        return module.spec()
+    return {"custom": type(module).__name__}
+
+
+def is_custom(spec: Any) -> bool:
+    """True for a :func:`model_spec` of a module this package cannot rebuild."""
+    return isinstance(spec, dict) and "custom" in spec
+
+
+def build_model(spec: dict[str, Any] | None) -> nn.Module | None:
+    """The network a :func:`model_spec` describes (``None`` for ``None``)."""
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or spec.get("name") not in MODELS:
+        raise ValueError(f"cannot build a network from {spec!r}: known networks are {sorted(MODELS)}")
+    args = {k: v for k, v in spec.items() if k != "name"}
+    if spec["name"] == "mlp":
+        args["hidden"] = tuple(args["hidden"])
+    return MODELS[spec["name"]](**args)

@@ -1,23 +1,31 @@
-"""The one episodic trainer every method uses.
+"""The one trainer every method uses, on any source of tasks.
 
-``train(method, config, out_dir)`` draws training meta-batches from the method's task source
-(``method.task_source``: N-way K-shot Omniglot episodes by default, see
-:mod:`metalearn_lite.task_sources`), optimises ``method.loss`` with Adam and step decay, validates
-every ``val_every`` steps, and keeps two checkpoints in ``out_dir``:
+``train(method, tasks, val_tasks)`` draws ``tasks_per_step`` tasks per step from ``tasks`` (an
+:class:`~metalearn_lite.EpisodeSampler`, or any object with ``sample(n)``), minimises ``method.loss`` with
+Adam and step decay, validates every ``val_every`` steps, and keeps two checkpoints in ``out_dir``:
 
-* ``best.pt``: the weights with the best validation score so far;
-* ``last.pt``: the complete training state (weights, optimiser, schedule, sampler and RNG
-  states, history), written every ``save_every`` steps and when training is interrupted.
+* ``best.pt``: the weights with the best validation score so far (accuracy on ``val_tasks``; without
+  ``val_tasks``, the lowest running training loss);
+* ``last.pt``: the complete training state (weights, optimiser, schedule, the task source's and torch's
+  random states, history), written every ``save_every`` steps and when training is interrupted.
 
-Calling ``train`` again with the same ``out_dir`` resumes from ``last.pt`` and continues with
-exactly the episodes an uninterrupted run would have seen.  Ctrl-C saves ``last.pt`` and returns.
+Calling ``train`` again with the same ``out_dir`` resumes from ``last.pt`` and continues with exactly the
+tasks an uninterrupted run would have drawn.  Ctrl-C saves ``last.pt`` and returns.
+
+What the trainer asks of its inputs:
+
+* ``tasks.sample(n)``: the next training meta-batch, passed as is to ``method.loss``; its random state is
+  found in ``tasks.generators()`` (a dict of ``torch.Generator``) or ``tasks.generator``;
+* ``val_tasks``: an object with ``validate(method) -> (score, metrics)`` (higher is better), fixed tasks (an
+  :class:`~metalearn_lite.Episode`), or a sampler, from which ``val_episodes`` tasks are drawn once; tasks
+  are scored by ``method.validation_score`` (few-shot accuracy for a classifier, minus the loss otherwise).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,51 +33,43 @@ import torch
 from tqdm.auto import tqdm
 
 from .algorithms import EpisodicMethod
-from .checkpoints import read_checkpoint, save_checkpoint
+from .checkpoints import load_weights, read_checkpoint, save_checkpoint
 from .devices import resolve_device
-from .task_sources import TaskSource
+from .episodes import Episode
 
 
 @dataclass
 class TrainConfig:
-    """Everything that shapes a training run (stored in every checkpoint)."""
+    """The run-level settings of a training run (stored in every checkpoint).
 
-    ways: int = 20
-    shots: int = 5
-    queries: int = 5
-    tasks: int = 1  # episodes (or sequences) per optimisation step (meta-batch)
+    What a task is (ways, shots, image size, ...) belongs to the task source, not here.
+    """
+
     steps: int = 2000
     lr: float = 1e-3
+    tasks_per_step: int = 1  # tasks (episodes, sequences) per optimisation step: the meta-batch
     lr_decay: float = 0.5
-    lr_decay_every: int = 1000
+    lr_decay_every: int = 1_000_000  # multiply the learning rate by lr_decay every this many steps
     weight_decay: float = 0.0
-    rotations: bool = True
-    mirrors: bool = False
-    augment: bool = False
-    by: str = "alphabet"
-    same_alphabet: float = 0.0  # fraction of training episodes whose classes all come from one alphabet
-    image_size: int = 28
     val_every: int = 250
     val_episodes: int = 200
-    val_ways: int = 5
-    val_shots: int = 1
     save_every: int = 250
     time_limit_min: float = 0.0  # stop after this many minutes (0: no limit)
-    max_length: int = 20  # sequence tasks (NTM copy): lengths 1..max_length in training
     grad_clip: float = 0.0  # clip the gradient norm to this (0: no clipping)
     compile: bool = False  # torch.compile the method's training step (method.compile_training)
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("ways", "shots", "tasks", "steps", "lr_decay_every", "val_every", "save_every", "val_episodes"):
+        for name in ("steps", "tasks_per_step", "lr_decay_every", "val_every", "save_every", "val_episodes"):
             v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int; got {v!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0; got {self.lr}")
-        v = self.same_alphabet
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
-            raise ValueError(f"same_alphabet is a fraction of the training episodes: a number in [0, 1]; got {v!r}")
+        for name in ("lr",):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0; got {getattr(self, name)}")
+        for name in ("weight_decay", "time_limit_min", "grad_clip"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
 
 
 @dataclass
@@ -86,50 +86,122 @@ class TrainResult:
     def best_path(self) -> Path:
         return self.out_dir / "best.pt"
 
+    @property
+    def last_path(self) -> Path:
+        return self.out_dir / "last.pt"
 
-def _rng_state(source: TaskSource) -> dict[str, torch.Tensor]:
-    state = {name: g.get_state() for name, g in source.generators().items()}
+
+def task_generators(source: Any) -> dict[str, torch.Generator]:
+    """The random generators behind ``source.sample``: ``source.generators()``, or ``source.generator``."""
+    if hasattr(source, "generators"):
+        return dict(source.generators())
+    g = getattr(source, "generator", None)
+    return {"generator": g} if isinstance(g, torch.Generator) else {}
+
+
+def _rng_state(source: Any) -> dict[str, torch.Tensor]:
+    state = {name: g.get_state() for name, g in task_generators(source).items()}
     state["torch"] = torch.get_rng_state()
     return state
 
 
-def _set_rng_state(source: TaskSource, state: dict[str, torch.Tensor]) -> None:
-    for name, g in source.generators().items():
+def _set_rng_state(source: Any, state: dict[str, torch.Tensor]) -> None:
+    for name, g in task_generators(source).items():
         g.set_state(state[name])
     torch.set_rng_state(state["torch"])
 
 
+class FixedTasks:
+    """Validation tasks fixed once (``episodes`` drawn from a sampler, or an :class:`Episode` as given), scored
+    by ``method.validation_score``."""
+
+    def __init__(self, sampler: Any, episodes: int) -> None:
+        self.batch = sampler if isinstance(sampler, Episode) else sampler.sample(episodes)
+
+    def validate(self, method: EpisodicMethod) -> tuple[float, dict[str, float]]:
+        return method.validation_score(self.batch)
+
+
+def _validator(val_tasks: Any, episodes: int) -> Any:
+    if val_tasks is None or hasattr(val_tasks, "validate"):
+        return val_tasks
+    if hasattr(val_tasks, "sample") or isinstance(val_tasks, Episode):
+        return FixedTasks(val_tasks, episodes)
+    raise ValueError(f"val_tasks must be a sampler with sample(n), fixed tasks (an Episode) or an object with "
+                     f"validate(method); "
+                     f"got {type(val_tasks).__name__}")
+
+
+def _check_inputs(method: Any, tasks: Any) -> None:
+    if not isinstance(method, EpisodicMethod):
+        raise ValueError(f"train() needs a metalearn_lite method (ProtoNet, MAML, ...); got {type(method).__name__}. "
+                         "Wrap your network in one: ml.ProtoNet(encoder=your_net)")
+    if not hasattr(tasks, "sample"):
+        raise ValueError(f"tasks must have sample(n) -> a meta-batch (e.g. ml.EpisodeSampler(x, y, ways=5, shots=1)); "
+                         f"got {type(tasks).__name__}")
+    if not any(p.requires_grad for p in method.parameters()):
+        raise ValueError(f"{type(method).__name__} has no trainable parameters")
+
+
 def train(
     method: EpisodicMethod,
+    tasks: Any,
+    val_tasks: Any = None,
     config: TrainConfig | None = None,
+    *,
     out_dir: str | Path = "runs/default",
     device: str | torch.device | None = None,
-    command: str = "",
     progress: bool = True,
     resume: bool = True,
+    command: str = "",
+    task_config: dict[str, Any] | None = None,
+    recipe: str | None = None,
+    **settings: Any,
 ) -> TrainResult:
-    """Train ``method`` episodically (see the module docstring).
+    """Train ``method`` on tasks drawn from ``tasks`` (see the module docstring).
 
     Args:
-        method: the model to train (updated in place; ends holding the *last* weights, while
+        method: the method to train (updated in place; ends holding the *last* weights, while
             ``out_dir/best.pt`` holds the best validated ones).
-        config: the run's settings.
+        tasks: the training tasks: an :class:`~metalearn_lite.EpisodeSampler`, or any ``sample(n)``.
+        val_tasks: validation tasks (a sampler, or an object with ``validate(method)``); ``None`` keeps the
+            weights with the lowest running training loss.
+        config: the run's :class:`TrainConfig`; ``settings`` (``steps=``, ``lr=``, ``tasks_per_step=``,
+            ``val_every=``, ``seed=``, ...: its fields) override it.
         out_dir: where ``best.pt`` and ``last.pt`` go.
-        device: where to train (default: the method's current device).
-        command: the command line that started the run, recorded in the checkpoints.
+        device: where to train (default: the method's current device).  The task source's tensors must
+            be there too (an ``EpisodeSampler`` takes ``device=``).
         progress: show a ``tqdm`` bar (a widget in Jupyter, text in a terminal).
         resume: continue from ``out_dir/last.pt`` if it exists.
+        command, task_config, recipe: recorded in the checkpoints (the CLI's command line, the task
+            source's settings, the course recipe's name).
+
+    Example::
+
+        sampler = ml.EpisodeSampler(x, y, ways=5, shots=1, queries=5, seed=0)
+        result = ml.train(ml.ProtoNet(my_net), sampler, val_tasks=val_sampler, steps=500, out_dir="runs/mine")
+        best = ml.load_checkpoint(result.best_path, method=ml.ProtoNet(MyNet()))
     """
-    cfg = config or TrainConfig()
+    known = {f.name for f in fields(TrainConfig)}
+    wrong = sorted(set(settings) - known)
+    if wrong:
+        raise ValueError(f"unknown training setting(s) {wrong}; the run's settings are {sorted(known)} (what a task "
+                         "is, ways, shots, ..., belongs to the task source)")
+    cfg = TrainConfig(**{**(asdict(config) if config is not None else {}), **settings})
+    _check_inputs(method, tasks)
     out = Path(out_dir)
     device = resolve_device(device, next(method.parameters()))
     method.to(device)
     torch.manual_seed(cfg.seed)
 
-    if cfg.compile:  # before the task source, which may encode every training drawing first
+    if cfg.compile:  # before any work, which for some task sources is long
+        if not hasattr(method, "compile_training"):
+            raise ValueError(f"{method.name} has no compiled training step (compile=True is for: mann); "
+                             "train it without compile")
         method.compile_training()
-    source = method.task_source(cfg, device)
-    opt = torch.optim.Adam(method.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    validator = _validator(val_tasks, cfg.val_episodes)
+    opt = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=cfg.lr,
+                           weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
     step, best_val, history = 0, -math.inf, []
 
@@ -141,17 +213,18 @@ def train(
                 f"{last} belongs to a different run ({blob.get('method')} {blob.get('config')}); "
                 "choose another out_dir, or pass resume=False to start over (it will be overwritten)"
             )
-        method.load_state_dict(blob["state_dict"])
+        load_weights(method, blob)
         opt.load_state_dict(blob["optimizer"])
         sched.load_state_dict(blob["scheduler"])
         step, best_val, history = blob["step"], blob["best_val"], blob["history"]
-        _set_rng_state(source, blob["rng"])
+        _set_rng_state(tasks, blob["rng"])
 
     def save(path: Path, training_state: bool, rng: dict[str, torch.Tensor] | None = None) -> None:
-        extra: dict[str, Any] = {"train_config": asdict(cfg), "command": command, "seed": cfg.seed,
-                                 "step": step, "best_val": best_val, "history": history}
+        extra: dict[str, Any] = {"train_config": asdict(cfg), "task_config": task_config or {}, "recipe": recipe,
+                                 "command": command, "seed": cfg.seed, "step": step, "best_val": best_val,
+                                 "history": history}
         if training_state:
-            rng = rng or _rng_state(source)
+            rng = rng or _rng_state(tasks)
             extra.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(), rng=rng)
         save_checkpoint(path, method, **extra)
 
@@ -164,9 +237,9 @@ def train(
     try:
         while step < cfg.steps:
             # the random state before this step's draws: an interrupt inside the step saves this one,
-            # so the resumed run draws the same episode again
-            rng_before, step_started = _rng_state(source), True
-            loss, acc = method.loss(source.sample())
+            # so the resumed run draws the same tasks again
+            rng_before, step_started = _rng_state(tasks), True
+            loss, acc = method.loss(tasks.sample(cfg.tasks_per_step))
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"the training loss became {loss.item()} at step {step + 1}; lower the learning rate "
@@ -180,14 +253,18 @@ def train(
             sched.step()
             step += 1
             step_started = False
-            lv, av = loss.item(), acc.item()
+            lv, av = loss.item(), float(acc)
             run_loss = lv if run_loss is None else 0.95 * run_loss + 0.05 * lv
             run_acc = av if run_acc is None else 0.95 * run_acc + 0.05 * av
             bar.update(1)
             bar.set_postfix(loss=f"{run_loss:.3f}", acc=f"{run_acc:.3f}")
             over_time = cfg.time_limit_min > 0 and time.monotonic() - start > 60 * cfg.time_limit_min
             if step % cfg.val_every == 0 or step == cfg.steps or over_time:
-                score, metrics = source.validate(method)
+                if validator is None:
+                    score, metrics = -run_loss, {}
+                else:
+                    method.eval()
+                    score, metrics = validator.validate(method)
                 method.train()
                 history.append({"step": step, "loss": run_loss, "acc": run_acc, **metrics,
                                 "minutes": (time.monotonic() - start) / 60})

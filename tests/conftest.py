@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from pathlib import Path
 
@@ -50,6 +52,18 @@ def find_drawing(data_images: torch.Tensor, image: torch.Tensor) -> tuple[int, i
     hits = (data_images == image).flatten(2).all(-1).nonzero().tolist()
     assert len(hits) >= 1, "image not found in the data"
     return tuple(hits[0])
+
+
+def check_passes(check, *args) -> str:
+    """Run an exercise check in strict mode on a right answer: it must print "Correct!" and return None
+    (a notebook cell ending in the check then shows the verdict alone, no echoed value).  Returns what
+    the check printed."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        result = check(*args, strict=True)
+    assert result is None, f"the check returned {result!r}: a notebook cell would echo it after the verdict"
+    assert printed.getvalue().startswith("Correct!"), printed.getvalue()
+    return printed.getvalue()
 
 
 def check_fails(check, fn, *words: str) -> str:

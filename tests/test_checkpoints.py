@@ -8,6 +8,7 @@ import torch
 from metalearn_lite import EpisodeSampler, evaluate, load_checkpoint, load_pretrained
 from metalearn_lite.algorithms import ProtoNet, SiameseNet
 from metalearn_lite.checkpoints import FORMAT, available_pretrained, read_checkpoint, save_checkpoint
+from metalearn_lite.models import Conv4
 
 SHIPPED = ("protonet-omniglot", "siamese-omniglot")
 
@@ -30,7 +31,7 @@ def task(seed: int = 0):
 @pytest.fixture
 def saved(tmp_path):
     torch.manual_seed(0)
-    model = perturbed(ProtoNet(hidden=8))
+    model = perturbed(ProtoNet(Conv4(hidden=8)))
     path = save_checkpoint(tmp_path / "model.pt", model, command="python -m metalearn_lite train protonet", seed=3)
     return model, path
 
@@ -41,9 +42,9 @@ def saved(tmp_path):
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: ProtoNet(hidden=8),
-        lambda: ProtoNet(hidden=8, distance="cosine", norm="running"),
-        lambda: SiameseNet(hidden=8, distance="cosine", margin=0.3, classify="neighbour"),
+        lambda: ProtoNet(Conv4(hidden=8)),
+        lambda: ProtoNet(Conv4(hidden=8, norm="running"), distance="cosine"),
+        lambda: SiameseNet(Conv4(hidden=8), distance="cosine", margin=0.3, classify="neighbour"),
     ],
     ids=["protonet", "protonet-cosine-running", "siamese-neighbour"],
 )
@@ -94,7 +95,7 @@ def test_failing_save_keeps_the_existing_file(saved, tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    other = perturbed(ProtoNet(hidden=8), seed=9)
+    other = perturbed(ProtoNet(Conv4(hidden=8)), seed=9)
     with pytest.raises(OSError, match="No space"):
         save_checkpoint(path, other)
     monkeypatch.undo()
@@ -152,7 +153,7 @@ def test_not_a_checkpoint(tmp_path, obj):
 
 def test_plain_state_dict_is_not_a_checkpoint(tmp_path):
     path = tmp_path / "weights.pt"
-    torch.save(ProtoNet(hidden=8).state_dict(), path)
+    torch.save(ProtoNet(Conv4(hidden=8)).state_dict(), path)
     with pytest.raises(ValueError, match=FORMAT):
         load_checkpoint(path)
 
@@ -167,7 +168,7 @@ def test_wrong_method(saved):
 def test_mismatched_shapes(saved):
     _, path = saved
     blob = torch.load(path, weights_only=True)
-    blob["config"]["hidden"] = 16
+    blob["config"]["encoder"]["hidden"] = 16
     torch.save(blob, path)
     with pytest.raises(ValueError, match="mismatched shapes") as err:
         load_checkpoint(path)
@@ -217,7 +218,7 @@ def test_load_pretrained_unknown_name_lists_available():
 
 def test_pretrained_follow_data_root(tmp_path, monkeypatch):
     torch.manual_seed(0)
-    model = perturbed(ProtoNet(hidden=8))
+    model = perturbed(ProtoNet(Conv4(hidden=8)))
     save_checkpoint(tmp_path / "checkpoints" / "tiny.pt", model, command="python -m metalearn_lite train x", seed=5)
     monkeypatch.setenv("METALEARN_LITE_DATA", str(tmp_path))
     assert available_pretrained() == ["tiny"]

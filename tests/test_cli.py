@@ -13,8 +13,11 @@ import pytest
 import torch
 
 import metalearn_lite.cli as cli
+from metalearn_lite.algorithms import METHODS
 from metalearn_lite.checkpoints import load_checkpoint, load_pretrained, read_checkpoint
 from metalearn_lite.cli import build_parser, main
+from metalearn_lite.recipes import RECIPES
+from metalearn_lite.recipes.settings import TaskSettings
 from metalearn_lite.training import TrainConfig, TrainResult
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,8 +33,8 @@ def run_module(*args: str) -> subprocess.CompletedProcess:
 def train_argv(out: Path, save_as: Path, *extra: str) -> list[str]:
     return [
         "train", "protonet", "--out", str(out), "--steps", "2", "--ways", "5", "--shots", "1", "--queries", "2",
-        "--hidden", "8", "--val-every", "1", "--val-episodes", "3", "--no-rotations", "--no-progress",
-        "--device", "cpu", "--save-as", str(save_as), *extra,
+        "--hidden", "8", "--val-every", "1", "--val-episodes", "3", "--no-progress",
+        "--device", "cpu", "--save-as", str(save_as), "--set", "rotations=false", *extra,
     ]  # fmt: skip
 
 
@@ -55,14 +58,43 @@ def test_top_level_help():
         assert word in proc.stdout
 
 
-def test_train_help_mentions_every_config_flag():
+def option_count(recipe: str) -> int:
+    """The options `train RECIPE --help` lists (an --x/--no-x pair is one option; -h counts)."""
+    parser = build_parser()
+    train = next(a for a in parser._actions if a.dest == "command").choices["train"]
+    sub = next(a for a in train._actions if a.dest == "recipe").choices[recipe]
+    return sum(1 for a in sub._actions if a.option_strings)
+
+
+def test_train_help_lists_the_recipes():
     proc = run_module("train", "--help")
     assert proc.returncode == 0, proc.stderr
-    for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
+    for name in RECIPES:
+        assert name in proc.stdout, name
+
+
+def test_protonet_help_lists_only_what_protonet_uses_in_at_most_25_options():
+    proc = run_module("train", "protonet", "--help")
+    assert proc.returncode == 0, proc.stderr
+    for flag in ("--ways", "--time-limit-min", "--augment", "--no-augment", "--save-as", "--hidden", "--data",
+                 "--val-classes", "--set"):
         assert flag in proc.stdout, flag
-    for flag in ("--ways", "--time-limit-min", "--augment", "--no-augment", "--no-rotations", "--save-as", "--hidden"):
-        assert flag in proc.stdout, flag
+    for flag in ("--margin", "--inner-lr", "--memory-width", "--compile", "--init-body", "--max-length"):
+        assert flag not in proc.stdout, flag
+    assert option_count("protonet") <= 25
+    # every run and task setting that is not a flag can still be set, and is listed under --set
+    text = " ".join(proc.stdout.split())
+    for f in (*fields(TrainConfig), *fields(TaskSettings)):
+        if f.name in ("compile", "seed", "data", "val_classes", "max_length"):
+            continue
+        flag = "--tasks" if f.name == "tasks_per_step" else "--" + f.name.replace("_", "-")
+        assert flag in text or f"{f.name} (" in text, f.name
+    assert "max_length" not in text  # the copy task's setting does not apply to protonet
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_every_recipe_has_a_short_help(recipe):
+    assert option_count(recipe) <= 35
 
 
 def test_evaluate_help():
@@ -72,29 +104,51 @@ def test_evaluate_help():
         assert flag in proc.stdout
 
 
-def test_parser_defaults_are_train_config_defaults():
+def test_parser_defaults_are_the_recipe_defaults():
     args = build_parser().parse_args(["train", "protonet", "--out", "x"])
-    assert cli.train_config(args) == TrainConfig()
-    assert cli.model_config(args) == {}
+    recipe, run, settings, model = cli.configs(args)
+    assert run == RECIPES["protonet"].run_config() and settings == RECIPES["protonet"].settings()
+    assert model == {}
+    args = build_parser().parse_args(["train", "maml", "--out", "x"])
+    _, run, settings, _ = cli.configs(args)
+    assert (run.tasks_per_step, settings.ways, settings.shots) == (8, 5, 1)
 
 
-def test_flags_override_method_defaults(monkeypatch):
-    from metalearn_lite.algorithms import ProtoNet
-
-    monkeypatch.setattr(ProtoNet, "train_defaults", {"ways": 7, "rotations": False})
-    args = build_parser().parse_args(["train", "protonet", "--out", "x", "--shots", "3"])
-    cfg = cli.train_config(args)
-    assert (cfg.ways, cfg.shots, cfg.rotations) == (7, 3, False)
-    args = build_parser().parse_args(["train", "protonet", "--out", "x", "--ways", "9", "--rotations"])
-    assert (cli.train_config(args).ways, cli.train_config(args).rotations) == (9, True)
+def test_flags_and_set_override_recipe_defaults():
+    args = build_parser().parse_args(["train", "protonet", "--out", "x", "--shots", "3", "--tasks", "4",
+                                      "--set", "rotations=false", "lr_decay=0.1", "image_size=32"])
+    _, run, settings, _ = cli.configs(args)
+    assert (settings.ways, settings.shots, settings.rotations, settings.image_size) == (20, 3, False, 32)
+    assert (run.tasks_per_step, run.lr_decay) == (4, 0.1)
 
 
-def test_model_flag_that_does_not_apply_is_an_error():
-    args = build_parser().parse_args(["train", "protonet", "--out", "x", "--margin", "2"])
-    with pytest.raises(ValueError, match="--margin does not apply to protonet"):
-        cli.model_config(args)
+@pytest.mark.parametrize("item, match", [("rotations", "KEY=VALUE"), ("colour=3", "KEY=VALUE with KEY one of"),
+                                         ("lr_decay=fast", "expected a float"), ("mirrors=maybe", "expected a bool")])
+def test_bad_set_values_are_errors(item, match):
+    args = build_parser().parse_args(["train", "protonet", "--out", "x", "--set", item])
+    with pytest.raises(ValueError, match=match):
+        cli.configs(args)
+
+
+def test_model_flag_that_does_not_apply_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as err:
+        build_parser().parse_args(["train", "protonet", "--out", "x", "--margin", "2"])
+    assert err.value.code == 2 and "--margin" in capsys.readouterr().err
     args = build_parser().parse_args(["train", "triplet", "--out", "x", "--margin", "2", "--hidden", "8"])
-    assert cli.model_config(args) == {"margin": 2.0, "hidden": 8}
+    assert cli.configs(args)[3] == {"margin": 2.0, "hidden": 8}
+
+
+def test_maml_ways_reach_the_model(tmp_path, monkeypatch):
+    """`train maml --ways 20` builds a 20-output head (before the redesign the ways never reached the model)."""
+    seen = {}
+
+    def fake_train(method, tasks, val_tasks, cfg, **kwargs):
+        seen["model"], seen["tasks"] = method, tasks
+        return TrainResult(Path(kwargs["out_dir"]), step=0, best_val=0.0, interrupted=True)
+
+    monkeypatch.setattr(cli, "train", fake_train)
+    main(["train", "maml", "--out", str(tmp_path / "run"), "--ways", "20", "--no-progress"])
+    assert seen["model"].net.head.out_features == 20 and seen["tasks"].sample(1).support_y.max() == 19
 
 
 def test_unknown_method_is_a_usage_error():
@@ -118,14 +172,15 @@ def test_train_writes_save_as_with_command(trained):
     blob = read_checkpoint(save_as)
     assert blob["command"].startswith("python -m metalearn_lite train protonet")
     assert blob["command"] == "python -m metalearn_lite " + shlex.join(argv)
-    assert blob["config"]["hidden"] == 8 and blob["method"] == "protonet"
-    cfg = blob["train_config"]
-    assert (cfg["steps"], cfg["ways"], cfg["shots"], cfg["queries"], cfg["rotations"]) == (2, 5, 1, 2, False)
+    assert blob["config"]["encoder"]["hidden"] == 8 and blob["method"] == "protonet" and blob["recipe"] == "protonet"
+    task = blob["task_config"]
+    assert blob["train_config"]["steps"] == 2
+    assert (task["ways"], task["shots"], task["queries"], task["rotations"]) == (5, 1, 2, False)
     assert blob["seed"] == 0
     # the recorded command parses back to the same run
     again = build_parser().parse_args(shlex.split(blob["command"])[3:])
-    assert again.steps == 2 and again.hidden == 8 and again.rotations is False
-    assert isinstance(load_checkpoint(save_as), cli.METHODS["protonet"])
+    assert again.steps == 2 and again.hidden == 8 and again.set == ["rotations=false"]
+    assert isinstance(load_checkpoint(save_as), METHODS["protonet"])
 
 
 def test_same_cli_command_gives_same_model(trained):
@@ -174,8 +229,8 @@ def test_list(capsys):
 
 
 def test_interrupted_training_returns_130_and_saves_nothing(tmp_path, monkeypatch, capsys):
-    def fake_train(method, cfg, out, **kwargs):
-        return TrainResult(Path(out), step=1, best_val=0.5, interrupted=True)
+    def fake_train(method, tasks, val_tasks, cfg, **kwargs):
+        return TrainResult(Path(kwargs["out_dir"]), step=1, best_val=0.5, interrupted=True)
 
     monkeypatch.setattr(cli, "train", fake_train)
     save_as = tmp_path / "never.pt"
@@ -192,28 +247,28 @@ def test_resume_with_other_model_is_an_error_exit(trained, capsys):
     assert "different run" in capsys.readouterr().err
 
 
-def test_image_size_flag_builds_the_model_for_that_size(tmp_path, monkeypatch):
+def test_image_size_builds_the_model_for_that_size(tmp_path, monkeypatch):
     seen = {}
 
-    def fake_train(method, cfg, out, **kwargs):
-        seen["model"], seen["cfg"] = method, cfg
-        return TrainResult(Path(out), step=0, best_val=0.0, interrupted=True)
+    def fake_train(method, tasks, val_tasks, cfg, **kwargs):
+        seen["model"], seen["task"] = method, kwargs["task_config"]
+        return TrainResult(Path(kwargs["out_dir"]), step=0, best_val=0.0, interrupted=True)
 
     monkeypatch.setattr(cli, "train", fake_train)
-    argv = ["train", "mann", "--out", str(tmp_path / "run"), "--image-size", "20", "--encoder", "conv", "--no-progress"]
-    main(argv)
-    assert seen["cfg"].image_size == 20 and seen["model"].image_size == 20
-    assert seen["model"].encoder_kind == "conv" and seen["model"].config["image_size"] == 20
-    main(["train", "protonet", "--out", str(tmp_path / "run2"), "--image-size", "20", "--no-progress"])
-    assert seen["cfg"].image_size == 20  # methods without an image_size argument are built as before
+    main(["train", "mann", "--out", str(tmp_path / "run"), "--set", "image_size=20", "--encoder", "conv",
+          "--no-progress"])
+    assert seen["task"]["image_size"] == 20 and seen["model"].image_size == 20
+    assert seen["model"].config["encoder"]["hidden"] == 32 and seen["model"].config["image_size"] == 20
+    main(["train", "maml", "--out", str(tmp_path / "run2"), "--set", "image_size=20", "--no-progress"])
+    assert seen["model"].net.image_size == 20 and seen["model"].net.head.in_features == 64
 
 
 def test_init_body_starts_maml_from_the_pretrained_backbone(tmp_path, monkeypatch, capsys):
     seen = {}
 
-    def fake_train(method, cfg, out, **kwargs):
+    def fake_train(method, tasks, val_tasks, cfg, **kwargs):
         seen["model"], seen["command"] = method, kwargs["command"]
-        return TrainResult(Path(out), step=0, best_val=0.0, interrupted=True)
+        return TrainResult(Path(kwargs["out_dir"]), step=0, best_val=0.0, interrupted=True)
 
     monkeypatch.setattr(cli, "train", fake_train)
     argv = ["train", "maml", "--out", str(tmp_path / "run"), "--init-body", "pretrained-omniglot", "--zero-head",
@@ -224,9 +279,10 @@ def test_init_body_starts_maml_from_the_pretrained_backbone(tmp_path, monkeypatc
     for name, p in body.named_parameters():
         assert torch.equal(p, source[name]), name
     assert "--init-body pretrained-omniglot" in seen["command"]  # recorded with the checkpoint
-    # a method without a Conv-4 body to start, or a source without a backbone: a clear error exit
-    assert main(["train", "protonet", "--out", str(tmp_path / "r2"), "--init-body", "pretrained-omniglot"]) == 2
-    assert "does not apply to protonet" in capsys.readouterr().err
+    # a method without a Conv-4 body to start has no such option; a source without a backbone: a clear error exit
+    with pytest.raises(SystemExit):
+        main(["train", "protonet", "--out", str(tmp_path / "r2"), "--init-body", "pretrained-omniglot"])
+    assert "--init-body" in capsys.readouterr().err
     assert main(["train", "maml", "--out", str(tmp_path / "r3"), "--init-body", "ntm-copy"]) == 2
     assert "no Conv-4 backbone" in capsys.readouterr().err
     assert main(["train", "maml", "--out", str(tmp_path / "r4"), "--init-body", "pretrained-omniglot",

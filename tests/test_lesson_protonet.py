@@ -6,17 +6,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import check_fails as _fails
+from conftest import check_passes
 
-from metalearn_lite.algorithms.distances import squared_euclidean
-from metalearn_lite.algorithms.protonet import ProtoNet, prototypes
+from metalearn_lite.algorithms.protonet import ProtoNet
+from metalearn_lite.distances import squared_euclidean
 from metalearn_lite.episodes import EpisodeSampler
-from metalearn_lite.lessons.checks_protonet import (
+from metalearn_lite.fewshot import class_means as prototypes
+from metalearn_lite.lessons.lesson03_checks import (
     CheckFailed,
     check_logits,
     check_protonet_logits,
     check_prototypes,
 )
-from metalearn_lite.lessons.protonet_plots import best_centres, public_command
+from metalearn_lite.lessons.lesson03_plots import best_centres, public_command
+from metalearn_lite.models import Conv4
 
 # ----------------------------------------------------------------------------- right answers
 
@@ -42,21 +45,19 @@ def logits_linear(zq, protos):  # -||z||^2 dropped: same softmax, accepted
 
 
 @pytest.mark.parametrize("fn", [prototypes, prototypes_loop, prototypes_scatter])
-def test_prototypes_accepts_right_answers(fn, capsys):
-    assert check_prototypes(fn, strict=True)
-    assert capsys.readouterr().out.startswith("Correct!")
+def test_prototypes_accepts_right_answers(fn):
+    check_passes(check_prototypes, fn)
 
 
 @pytest.mark.parametrize(
     "fn", [lambda zq, p: -squared_euclidean(zq, p), logits_broadcast, lambda zq, p: -torch.cdist(zq, p) ** 2]
 )
 def test_logits_accepts_right_answers(fn):
-    assert check_logits(fn, strict=True)
+    check_passes(check_logits, fn)
 
 
-def test_logits_accepts_linear_form_and_says_so(capsys):
-    assert check_logits(logits_linear, strict=True)
-    assert "same for every class" in capsys.readouterr().out
+def test_logits_accepts_linear_form_and_says_so():
+    assert "same for every class" in check_passes(check_logits, logits_linear)
 
 
 # ----------------------------------------------------------------------------- wrong prototypes
@@ -103,12 +104,14 @@ def test_prototypes_detached():
     _fails(check_prototypes, lambda z, y, n: prototypes(z.detach(), y, n), "gradient")
 
 
-def test_prototypes_reader_exception_is_reported():
+def test_prototypes_reader_exception_is_reported(capsys):
     def broken(z, y, n):
         raise IndexError("oops")
 
     _fails(check_prototypes, broken, "IndexError", "oops")
-    assert check_prototypes(broken) is False  # non-strict: printed, not raised
+    assert check_prototypes(broken) is None  # non-strict: printed, not raised
+    printed = capsys.readouterr().out
+    assert printed.startswith("Not yet:") and "IndexError" in printed and "oops" in printed
 
 
 # ----------------------------------------------------------------------------- wrong logits
@@ -135,7 +138,7 @@ def test_logits_wrong_answers(fn, words):
 
 
 def test_non_strict_prints_not_yet(capsys):
-    assert check_logits(lambda zq, p: squared_euclidean(zq, p)) is False
+    assert check_logits(lambda zq, p: squared_euclidean(zq, p)) is None
     assert capsys.readouterr().out.startswith("Not yet:")
 
 
@@ -145,17 +148,17 @@ def test_non_strict_prints_not_yet(capsys):
 @pytest.fixture(scope="module")
 def small_model_and_episode():
     torch.manual_seed(0)
-    model = ProtoNet(hidden=8).eval()
+    model = ProtoNet(Conv4(hidden=8)).eval()
     images = torch.rand(12, 6, 1, 28, 28)
     episode = EpisodeSampler(images, ways=3, shots=2, queries=2, seed=0).sample(2)
     return model, episode
 
 
-def test_protonet_logits_right(small_model_and_episode, capsys):
+def test_protonet_logits_right(small_model_and_episode):
     model, episode = small_model_and_episode
-    assert check_protonet_logits(prototypes, lambda zq, p: -squared_euclidean(zq, p), model, episode, strict=True)
-    assert check_protonet_logits(prototypes_loop, logits_linear, model, episode, strict=True)
-    assert "queries right" in capsys.readouterr().out
+    printed = check_passes(check_protonet_logits, prototypes, lambda zq, p: -squared_euclidean(zq, p), model, episode)
+    printed += check_passes(check_protonet_logits, prototypes_loop, logits_linear, model, episode)
+    assert "queries right" in printed
 
 
 def test_protonet_logits_wrong(small_model_and_episode):
@@ -167,7 +170,7 @@ def test_protonet_logits_wrong(small_model_and_episode):
 def test_protonet_logits_needs_squared_euclidean_protonet(small_model_and_episode):
     _, episode = small_model_and_episode
     with pytest.raises(ValueError, match="euclidean"):
-        check_protonet_logits(prototypes, logits_broadcast, ProtoNet(hidden=8, distance="cosine"), episode)
+        check_protonet_logits(prototypes, logits_broadcast, ProtoNet(Conv4(hidden=8), distance="cosine"), episode)
 
 
 # ----------------------------------------------------------------------------- lesson helpers

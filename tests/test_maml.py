@@ -7,12 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from metalearn_lite.algorithms import MAML, MAMLRegressor, Reptile, ReptileRegressor
+from metalearn_lite.algorithms import MAML, Reptile
 from metalearn_lite.algorithms.inner_loop import adapt, params_of, task_outputs
 from metalearn_lite.algorithms.reptile import reptile_surrogate
 from metalearn_lite.checkpoints import load_checkpoint, save_checkpoint
 from metalearn_lite.datasets.sinusoid import SinusoidTasks
 from metalearn_lite.episodes import Episode
+from metalearn_lite.models import MLP, Conv4
 
 
 def image_tasks(tasks=2, ways=2, shots=1, queries=2, side=16, dtype=torch.float64, seed=0) -> Episode:
@@ -24,10 +25,15 @@ def image_tasks(tasks=2, ways=2, shots=1, queries=2, side=16, dtype=torch.float6
     return Episode(sx, sy, qx, qy)
 
 
-def tiny_maml(**kw) -> MAML:
+def tiny_maml(ways: int = 2, norm: str = "batch", **kw) -> MAML:
     torch.manual_seed(0)
-    kw = {"ways": 2, "hidden": 3, "image_size": 16, "inner_lr": 0.3, **kw}
-    return MAML(**kw).double()
+    net = Conv4(1, 3, norm, out_features=ways, image_size=16)
+    return MAML(net, ways=ways, **{"inner_lr": 0.3, **kw}).double()
+
+
+def regressor(cls=MAML, hidden: int = 40, layers: int = 2, **kw):
+    """MAML (or Reptile) regressing with the squared error on an MLP, the sinusoid recipe's network."""
+    return cls(MLP(1, (hidden,) * layers, 1), loss="mse", **{"inner_lr": 0.01, **kw})
 
 
 def sinusoid(tasks=3, shots=5, queries=6) -> Episode:
@@ -73,7 +79,7 @@ def test_second_order_meta_gradient_matches_finite_differences_conv4_batch_norm(
 
 def test_second_order_meta_gradient_matches_finite_differences_sinusoid_meta_sgd():
     torch.manual_seed(0)
-    method = MAMLRegressor(hidden=8, inner_steps=3, inner_lr=0.05, meta_sgd=True, batching="vmap").double()
+    method = regressor(hidden=8, inner_steps=3, inner_lr=0.05, meta_sgd=True, batching="vmap").double()
     assert_matches_finite_differences(method, sinusoid())
 
 
@@ -96,7 +102,7 @@ def test_vmap_and_loop_agree_in_float32_on_the_sinusoid():
     out = {}
     for batching in ("vmap", "loop"):
         torch.manual_seed(0)
-        out[batching] = meta_grad(MAMLRegressor(inner_steps=2, batching=batching), ep)
+        out[batching] = meta_grad(regressor(inner_steps=2, batching=batching), ep)
     for a, b in zip(out["vmap"], out["loop"]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
@@ -111,8 +117,8 @@ def test_second_order_vmap_through_functional_batch_norm_is_refused():
         task_outputs(*args, first_order=False, batching="vmap")
     task_outputs(*args, first_order=True, batching="vmap")  # first order is fine
     task_outputs(*args, first_order=False, batching="loop")
-    with pytest.raises(ValueError, match="norm='batch' or 'none'"):
-        MAML(norm="running")
+    with pytest.raises(ValueError, match="running statistics.*track_running_stats=False"):
+        MAML(Conv4(norm="running", out_features=2), ways=2)
 
 
 def test_first_order_drops_exactly_the_hessian_term():
@@ -125,7 +131,7 @@ def test_first_order_drops_exactly_the_hessian_term():
     results = {}
     for first_order in (False, True):
         torch.manual_seed(0)
-        method = MAMLRegressor(layers=0, inner_lr=alpha, first_order=first_order).double()
+        method = regressor(layers=0, inner_lr=alpha, first_order=first_order).double()
         w, b = method.net.net[0].weight, method.net.net[0].bias
         theta = torch.cat([w.detach().flatten(), b.detach()]).unsqueeze(1)  # (2, 1)
         loss, _ = method.loss(ep)
@@ -148,7 +154,7 @@ def test_reptile_update_equals_its_definition_by_hand():
     Step 2: residuals (-0.4, -1.4), dL/dw = -3.2, dL/db = -1.8 -> phi = (1.32, 0.78).
     Reptile: theta + 0.5 (phi - theta) = (0.66, 0.39).
     """
-    method = ReptileRegressor(layers=0, inner_lr=0.1, inner_steps=2).double()
+    method = regressor(Reptile, layers=0, inner_lr=0.1, inner_steps=2).double()
     with torch.no_grad():
         for p in method.parameters():
             p.zero_()
@@ -173,7 +179,7 @@ def test_reptile_classifier_trains_and_batches_agree():
     grads = []
     for batching in ("vmap", "loop"):
         torch.manual_seed(0)
-        method = Reptile(ways=2, hidden=3, image_size=16, inner_steps=2, batching=batching).double()
+        method = Reptile(Conv4(1, 3, out_features=2, image_size=16), ways=2, inner_steps=2, batching=batching).double()
         grads.append(meta_grad(method, ep))
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-8)
@@ -213,11 +219,11 @@ def test_anil_inner_loop_leaves_the_body_untouched():
 
 def test_divergent_inner_loop_stops_with_a_clear_error():
     torch.manual_seed(0)
-    method = MAMLRegressor(inner_lr=1e4, inner_steps=5)
+    method = regressor(inner_lr=1e4, inner_steps=5)
     with pytest.raises(FloatingPointError, match=r"inner step \d+ of 5.*smaller inner learning rate"):
         method.loss(SinusoidTasks(seed=0).sample(4, 10, 10))
     with pytest.raises(FloatingPointError, match="smaller inner learning rate"):
-        method.adapted_mse(SinusoidTasks(seed=0).sample(2, 5, 5))
+        method.query_losses(SinusoidTasks(seed=0).sample(2, 5, 5))
 
 
 def test_first_order_warmup_switches_to_second_order_and_is_saved(tmp_path):
@@ -244,22 +250,24 @@ def test_classifier_predicts_labels_and_checks_ways():
 
 def test_regressor_trains_with_the_one_trainer_and_reports(tmp_path):
     from metalearn_lite.cli import main
-    from metalearn_lite.training import TrainConfig, train
+    from metalearn_lite.recipes.sinusoid import eval_tasks, sinusoid_report
+    from metalearn_lite.training import train
 
     torch.manual_seed(0)
-    method = MAMLRegressor(hidden=16, inner_steps=2)
-    cfg = TrainConfig(**{**MAMLRegressor.train_defaults, "steps": 30, "val_every": 15, "val_episodes": 10,
-                         "save_every": 15})
-    result = train(method, cfg, tmp_path / "run", progress=False)
+    method = regressor(hidden=16, inner_steps=2)
+    result = train(method, SinusoidTasks(seed=0), eval_tasks(10, seed=3), steps=30, tasks_per_step=25, val_every=15,
+                   save_every=15, out_dir=tmp_path / "run", progress=False)
     assert [h["step"] for h in result.history] == [15, 30]
     assert all(h["val_mse"] > 0 for h in result.history)
     assert result.best_val == -min(h["val_mse"] for h in result.history)
     loaded = load_checkpoint(tmp_path / "run" / "best.pt")
-    report = loaded.evaluate_report(episodes=20, seed=0)
+    assert loaded.config["loss"] == "mse" and loaded.config["model"]["name"] == "mlp"
+    report = sinusoid_report(loaded, episodes=20, seed=0)
     assert "MSE" in report and "pretrained baseline" in report
     assert main(["train", "maml_regressor", "--out", str(tmp_path / "cli"), "--steps", "4", "--val-every", "2",
                  "--val-episodes", "5", "--hidden", "8", "--meta-sgd", "--no-progress"]) == 0
-    assert load_checkpoint(tmp_path / "cli" / "best.pt").config["meta_sgd"] is True
+    blob_model = load_checkpoint(tmp_path / "cli" / "best.pt")
+    assert blob_model.config["meta_sgd"] is True and blob_model.recipe == "maml_regressor"
 
 
 def test_zero_head_starts_every_task_from_zero_and_one_step_gives_the_closed_form():
@@ -336,5 +344,5 @@ def test_zero_head_model_takes_tasks_of_any_number_of_classes():
     expected = rate * ((F.one_hot(ep.support_y[0], 3).double() - 1 / 3).T @ phi) / len(phi)
     torch.testing.assert_close(adapted["head.weight"][0], expected, rtol=1e-10, atol=1e-12)
     assert method.logits(ep.support_x[0], ep.support_y[0], ep.query_x[0]).shape == (6, 3)
-    with pytest.raises(ValueError, match="--zero-head"):  # without the zeroing trick the head fixes the ways
+    with pytest.raises(ValueError, match="zero_head=True"):  # without the zeroing trick the head fixes the ways
         tiny_maml().logits(ep.support_x[0], ep.support_y[0], ep.query_x[0])

@@ -15,11 +15,25 @@ from metalearn_lite.datasets.omniglot import omniglot_split
 from metalearn_lite.datasets.omniglot_sequences import SequenceEpisodes, shuffle_episodes
 from metalearn_lite.evaluation import presentation_accuracy, presentation_index
 from metalearn_lite.fewshot import FewShotClassifier
-from metalearn_lite.training import TrainConfig, train
+from metalearn_lite.recipes import RECIPES, sequence_encoder
+from metalearn_lite.recipes.memory import presentation_report
+from metalearn_lite.recipes.omniglot import OmniglotSequences
+from metalearn_lite.training import train
+
+CPU = torch.device("cpu")
+
+
+def with_encoder(kw: dict) -> dict:
+    """The course's --encoder names (pixels, conv, pretrained) as the module the method takes."""
+    if isinstance(kw.get("encoder"), str):
+        encoder, freeze = sequence_encoder(kw["encoder"], kw.get("image_size", 28))
+        kw = {**kw, "encoder": encoder, "freeze_encoder": freeze}
+    return kw
 
 
 def tiny(cls=MANN, **kw):
     torch.manual_seed(0)
+    kw = with_encoder(kw)
     if cls is MANN:
         kw = {"hidden": 16, "memory_size": 8, "memory_width": 6, "read_heads": 2, "image_size": 8, **kw}
     else:
@@ -245,17 +259,18 @@ def test_mann_trains_through_the_trainer(tmp_path):
     assert METHODS["mann"] is MANN and METHODS["lstm_oneshot"] is LSTMOneShot
     torch.manual_seed(0)
     model = MANN(hidden=8, memory_size=8, memory_width=4, read_heads=1, image_size=10)
-    cfg = TrainConfig(**{**MANN.train_defaults, "image_size": 10, "steps": 2, "tasks": 2, "val_every": 2,
-                         "val_episodes": 4, "rotations": False})
-    result = train(model, cfg, tmp_path / "run", progress=False)
+    recipe = RECIPES["mann"]
+    settings = recipe.settings(image_size=10, rotations=False)
+    run = recipe.run_config(steps=2, tasks_per_step=2, val_every=2, val_episodes=4)
+    source = recipe.tasks(model, settings, CPU, run)
+    result = train(model, source, source, run, out_dir=tmp_path / "run", progress=False)
     h = result.history[-1]
     assert 0 <= h["val_acc"] <= 1 and {"val_acc1", "val_acc2", "val_acc10"} <= h.keys()
     loaded = load_checkpoint(tmp_path / "run" / "best.pt", method="mann")
-    report = loaded.evaluate_report(episodes=3, seed=0)
+    report = presentation_report(loaded, episodes=3, seed=0)
     assert "presentation  1" in report and "presentation 10" in report
-    with pytest.raises(ValueError, match="--image-size 10"):
-        train(MANN(hidden=8, memory_size=8, memory_width=4, read_heads=1, image_size=10),
-              TrainConfig(**{**cfg.__dict__, "image_size": 28}), tmp_path / "other", progress=False)
+    with pytest.raises(ValueError, match="image_size=10"):
+        recipe.tasks(model, recipe.settings(image_size=28), CPU, run)
 
 
 # ----------------------------------------------------------------------------- the convolutional encoder
@@ -291,13 +306,17 @@ def test_conv_encoder_shapes_gradients_and_errors(cls):
         tiny(cls, image_size=8, encoder="conv")
     with pytest.raises(ValueError, match="unknown encoder 'cnn'"):
         tiny(cls, encoder="cnn")
+    with pytest.raises(ValueError, match="encoder must be a torch.nn.Module"):
+        cls(encoder=3)
+    with pytest.raises(ValueError, match="freeze_encoder=True needs an encoder"):
+        cls(freeze_encoder=True)
     with pytest.raises(ValueError, match="built for 16x16"):
         model(torch.rand(3, 12, 1, 28, 28), y)
 
 
 def test_pretrained_encoder_is_frozen_and_precomputed_features_give_the_same_outputs(omniglot):
     torch.manual_seed(0)
-    model = MANN(hidden=16, memory_size=8, memory_width=6, read_heads=2, encoder="pretrained")
+    model = MANN(**with_encoder(dict(hidden=16, memory_size=8, memory_width=6, read_heads=2, encoder="pretrained")))
     assert model.input_size == 64 + 5
     assert not any(p.requires_grad for p in model.encoder.parameters())
     model.train()
@@ -333,8 +352,8 @@ def test_normalized_features_keep_only_the_direction(cls):
 
 def test_normalized_precomputed_features_give_the_same_outputs(omniglot):
     torch.manual_seed(0)
-    model = MANN(hidden=16, memory_size=8, memory_width=6, read_heads=2, encoder="pretrained",
-                 normalize_features=True).eval()
+    model = MANN(**with_encoder(dict(hidden=16, memory_size=8, memory_width=6, read_heads=2, encoder="pretrained",
+                                     normalize_features=True))).eval()
     images = omniglot.images[:6, :4]
     x, y = SequenceEpisodes(images, ways=5, shots=2, seed=1).sample(2)
     xf, _ = SequenceEpisodes(model.encode_drawings(images), ways=5, shots=2, seed=1).sample(2)
@@ -345,19 +364,18 @@ def test_normalized_precomputed_features_give_the_same_outputs(omniglot):
 
 
 def test_pretrained_encoder_errors():
-    with pytest.raises(ValueError, match="--image-size 28"):
-        MANN(encoder="pretrained", image_size=20)
+    with pytest.raises(ValueError, match="image_size 28"):
+        sequence_encoder("pretrained", 20)
     with pytest.raises(ValueError, match="only a frozen encoder"):
         tiny(MANN, image_size=16, encoder="conv").encode_drawings(torch.rand(2, 3, 1, 16, 16))
 
 
 def test_pretrained_encoder_with_augment_shows_one_encoded_version_of_each_drawing(monkeypatch):
-    from metalearn_lite.datasets.omniglot_sequences import OmniglotSequences
-
     monkeypatch.setattr(OmniglotSequences, "ENCODED_COPIES", 3)
-    model = MANN(hidden=8, memory_size=8, memory_width=4, read_heads=1, encoder="pretrained")
-    cfg = TrainConfig(**{**MANN.train_defaults, "augment": True, "tasks": 4, "val_episodes": 2})
-    source = model.task_source(cfg, torch.device("cpu"))
+    model = MANN(**with_encoder(dict(hidden=8, memory_size=8, memory_width=4, read_heads=1, encoder="pretrained")))
+    recipe = RECIPES["mann"]
+    cfg = recipe.settings(augment=True)
+    source = recipe.tasks(model, cfg, CPU, recipe.run_config(val_episodes=2))
     bank = source.episodes.sampler.data  # (C * D, 3 * 64): each drawing, then two distortions of it
     assert source.copies == 3 and bank.shape[-1] == 3 * 64
     versions = bank.unflatten(-1, (3, 64))  # (C * D, 3, 64)
@@ -366,11 +384,11 @@ def test_pretrained_encoder_with_augment_shows_one_encoded_version_of_each_drawi
     ours = versions.unflatten(0, (-1, per_class))[:2, :3, 0]
     torch.testing.assert_close(ours, model.encode_drawings(drawings))
     assert (versions[:, 1:] - versions[:, :1]).abs().amax() > 1e-3  # the distortions change the features
-    x, y = source.sample()
+    x, y = source.sample(4)
     assert x.shape == (4, 50, 64) and y.shape == (4, 50)
     for row in x[0, :5]:  # every step shows exactly one of the encoded versions of a drawing
         assert ((versions - row).abs().amax(-1) < 1e-6).any()
-    plain = model.task_source(TrainConfig(**{**MANN.train_defaults, "tasks": 4, "val_episodes": 2}), "cpu")
+    plain = recipe.tasks(model, recipe.settings(), CPU, recipe.run_config(val_episodes=2))
     assert plain.copies == 1 and plain.episodes.sampler.data.shape[-1] == 64
 
 

@@ -8,13 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from metalearn_lite.algorithms.distances import (
+from metalearn_lite.algorithms.metric import contrastive_loss, triplet_loss
+from metalearn_lite.distances import (
     cosine_distance,
     cosine_similarity,
     pairwise_distance,
     squared_euclidean,
 )
-from metalearn_lite.algorithms.metric import contrastive_loss, triplet_loss
 
 # ---------------------------------------------------------------- distances
 

@@ -20,9 +20,11 @@ from metalearn_lite.algorithms.ntm import (
     shift,
     write,
 )
-from metalearn_lite.checkpoints import load_checkpoint
+from metalearn_lite.checkpoints import load_checkpoint, read_checkpoint
 from metalearn_lite.datasets.copy_task import CopyTasks, copy_batch
-from metalearn_lite.training import TrainConfig, train
+from metalearn_lite.recipes import RECIPES
+from metalearn_lite.recipes.memory import copy_report
+from metalearn_lite.training import train
 
 
 def t(*rows):
@@ -230,21 +232,31 @@ def test_copy_training_through_the_trainer(tmp_path):
     assert METHODS["ntm_copy"] is NTMCopy
     torch.manual_seed(0)
     model = NTMCopy(hidden=8, memory_size=16, memory_width=4)
-    cfg = TrainConfig(**{**NTMCopy.train_defaults, "steps": 4, "tasks": 4, "max_length": 5, "val_every": 2,
-                         "val_episodes": 8, "save_every": 2})
-    result = train(model, cfg, tmp_path / "run", progress=False)
+    recipe = RECIPES["ntm_copy"]
+    cfg = recipe.run_config(steps=4, tasks_per_step=4, val_every=2, val_episodes=8, save_every=2)
+    settings = recipe.settings(max_length=5)
+    source = recipe.tasks(model, settings, torch.device("cpu"), cfg)
+    result = train(model, source, source, cfg, out_dir=tmp_path / "run", task_config=vars(settings),
+                   progress=False)
     assert [h["step"] for h in result.history] == [2, 4]
     assert all(0 <= h["val_bits"] <= 40 for h in result.history)
     assert result.best_val == -min(h["val_bits"] for h in result.history)
-    loaded = load_checkpoint(tmp_path / "run" / "best.pt", method="ntm_copy")
-    report = loaded.evaluate_report(episodes=4, seed=0)
+    loaded = load_pretrained_like(tmp_path / "run" / "best.pt")
+    report = copy_report(loaded, episodes=4, seed=0)
+    assert "lengths 1..5" in report
     assert "length  10" in report and "length  60" not in report  # 16 slots: longer sequences are refused
 
 
+def load_pretrained_like(path):
+    """A checkpoint loaded with the run's settings attached, as load_pretrained gives them."""
+    model = load_checkpoint(path, method="ntm_copy")
+    model.task_config = read_checkpoint(path)["task_config"]
+    return model
+
+
 def test_copy_source_is_seeded():
-    cfg = TrainConfig(tasks=3, max_length=6, val_episodes=4)
-    a, b = CopyTasks(cfg, torch.device("cpu")), CopyTasks(cfg, torch.device("cpu"))
+    a, b = CopyTasks(max_length=6, seed=3), CopyTasks(max_length=6, seed=3)
     for _ in range(3):
-        xa, ya = a.sample()
-        xb, yb = b.sample()
+        xa, ya = a.sample(3)
+        xb, yb = b.sample(3)
         assert torch.equal(xa, xb) and 1 <= ya.shape[1] <= 6

@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from metalearn_lite import EpisodeSampler, FewShotClassifier
+from metalearn_lite import Conv4, EpisodeSampler, FewShotClassifier
 from metalearn_lite.algorithms import METHODS, ProtoNet, SiameseNet, TripletNet, build_method
 from metalearn_lite.algorithms.metric import contrastive_loss, triplet_loss
-from metalearn_lite.algorithms.protonet import prototypes
+from metalearn_lite.fewshot import class_means as prototypes
 
 LABELS = torch.tensor([7, 7, 3, 3, 9, 9])  # arbitrary, unsorted labels: 3-way 2-shot
 CLASSES = [3, 7, 9]  # column order of the logits: increasing label
@@ -22,9 +22,9 @@ def make_task(seed: int = 0, queries: int = 5):
     return support_x, LABELS.clone(), query_x
 
 
-def make_model(cls, **kwargs):
+def make_model(cls, norm="batch", **kwargs):
     torch.manual_seed(0)
-    return cls(hidden=8, **kwargs).eval()
+    return cls(Conv4(hidden=8, norm=norm), **kwargs).eval()
 
 
 def direct_embeddings(model, support_x, query_x):
@@ -110,7 +110,7 @@ def test_protonet_cosine_logits_are_scaled_cosine():
 
 def test_protonet_rejects_unknown_distance():
     with pytest.raises(ValueError, match="unknown distance"):
-        ProtoNet(hidden=8, distance="manhattan")
+        ProtoNet(Conv4(hidden=8), distance="manhattan")
 
 
 def test_protonet_loss_on_sampled_episode(test_split):
@@ -185,7 +185,7 @@ def test_neighbour_classifies_copies_of_support_examples():
 )
 def test_metric_embedding_rejects_unknown_options(kwargs):
     with pytest.raises(ValueError, match="unknown"):
-        TripletNet(hidden=8, **kwargs)
+        TripletNet(Conv4(hidden=8), **kwargs)
 
 
 @pytest.mark.parametrize("cls", [SiameseNet, TripletNet])
@@ -195,7 +195,6 @@ def test_metric_loss_on_pair_batches(cls):
     g = torch.Generator().manual_seed(5)
     x = torch.rand(8, 4, 1, 28, 28, generator=g)
     ep = EpisodeSampler(x, ways=3, shots=2, queries=0, seed=0).sample(2)
-    assert cls.queries_needed is False
     loss, acc = model.loss(ep)
     assert torch.isfinite(loss) and 0.0 <= acc.item() <= 1.0
     z = model.encoder(ep.support_x.flatten(0, 1))
@@ -211,7 +210,7 @@ def test_metric_loss_on_pair_batches(cls):
 
 @pytest.mark.parametrize("cls", [ProtoNet, SiameseNet, TripletNet])
 def test_methods_are_few_shot_classifiers(cls):
-    model = cls(hidden=8)
+    model = cls(Conv4(hidden=8))
     assert isinstance(model, FewShotClassifier)
     assert METHODS[cls.name] is cls
     rebuilt = build_method(cls.name, **model.config)

@@ -5,20 +5,35 @@ from __future__ import annotations
 import pytest
 import torch
 
-import metalearn_lite.task_sources as task_sources
 from metalearn_lite import omniglot_split
 from metalearn_lite.algorithms import ProtoNet, SiameseNet
 from metalearn_lite.checkpoints import load_checkpoint, read_checkpoint
-from metalearn_lite.training import TrainConfig, TrainResult, train
+from metalearn_lite.models import Conv4
+from metalearn_lite.recipes.omniglot import OmniglotEpisodes
+from metalearn_lite.recipes.settings import TaskSettings
+from metalearn_lite.training import TrainConfig, TrainResult
+from metalearn_lite.training import train as train_on
 
 # save_every=5 (not a divisor of 3): a last.pt at step 3 can only come from the interrupt handler
-TINY = dict(steps=6, ways=5, shots=1, queries=2, val_every=3, save_every=5, val_episodes=5, rotations=False)
+TINY = dict(steps=6, val_every=3, save_every=5, val_episodes=5)
+TASKS = dict(ways=5, shots=1, queries=2, rotations=False)
 COMMAND = "python -m metalearn_lite train protonet --steps 6"
+CPU = torch.device("cpu")
 
 
 def tiny_model(cls=ProtoNet, **kwargs):
     torch.manual_seed(0)  # the same initial weights every time
-    return cls(hidden=8, **kwargs)
+    return cls(Conv4(hidden=8), **kwargs)
+
+
+def episodes(cfg: TrainConfig, **task) -> OmniglotEpisodes:
+    """The course's Omniglot episodes (what `train protonet` draws), seeded like the run."""
+    return OmniglotEpisodes(TaskSettings(**{**TASKS, **task, "seed": cfg.seed}), CPU, cfg.val_episodes)
+
+
+def train(model, cfg: TrainConfig, out, source=None, **kwargs) -> TrainResult:
+    source = source or episodes(cfg)
+    return train_on(model, source, source, cfg, out_dir=out, task_config={"ways": 5}, **kwargs)
 
 
 def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
@@ -50,7 +65,7 @@ def test_train_writes_best_and_last(run_a):
         blob = read_checkpoint(out / name)
         assert blob["method"] == "protonet" and blob["config"] == model.config
         assert blob["command"] == COMMAND and blob["seed"] == 0
-        assert blob["train_config"]["steps"] == 6 and blob["train_config"]["ways"] == 5
+        assert blob["train_config"]["steps"] == 6 and blob["task_config"]["ways"] == 5
         assert isinstance(blob["history"], list) and blob["history"]
     last = read_checkpoint(out / "last.pt")
     assert last["step"] == 6 and last["history"] == result.history
@@ -96,19 +111,19 @@ def _interrupt_then_resume(out, monkeypatch, interrupt_in: str):
             return real_loss(episode)
 
         monkeypatch.setattr(model, "loss", loss)
-    else:  # the training sampler, before it draws step 4's episode
+    source = episodes(TrainConfig(**TINY))
+    if interrupt_in == "sampler":  # the training sampler, before it draws step 4's episode
+        calls = {"n": 0}
+        real_sample = source.sampler.sample
 
-        class InterruptingSampler(task_sources.EpisodeSampler):
-            calls = 0
+        def sample(tasks=1):
+            calls["n"] += 1
+            if calls["n"] == 4:
+                raise KeyboardInterrupt
+            return real_sample(tasks)
 
-            def sample(self, tasks=1):
-                type(self).calls += 1
-                if type(self).calls == 4:
-                    raise KeyboardInterrupt
-                return super().sample(tasks)
-
-        monkeypatch.setattr(task_sources, "EpisodeSampler", InterruptingSampler)
-    result = train(model, TrainConfig(**TINY), out, command=COMMAND, progress=False)
+        monkeypatch.setattr(source.sampler, "sample", sample)
+    result = train(model, TrainConfig(**TINY), out, source, command=COMMAND, progress=False)
     monkeypatch.undo()
     assert result.interrupted and result.step == 3
     last = read_checkpoint(out / "last.pt")
@@ -148,11 +163,11 @@ def test_finished_run_resumes_as_a_no_op(run_a, tmp_path):
 def test_resume_with_other_method_config_raises(run_a):
     _, _, out = run_a
     with pytest.raises(ValueError, match="different run"):
-        train(ProtoNet(hidden=16), TrainConfig(**TINY), out, progress=False)
+        train(ProtoNet(Conv4(hidden=16)), TrainConfig(**TINY), out, progress=False)
     with pytest.raises(ValueError, match="different run"):
-        train(ProtoNet(hidden=8, distance="cosine"), TrainConfig(**TINY), out, progress=False)
+        train(ProtoNet(Conv4(hidden=8), distance="cosine"), TrainConfig(**TINY), out, progress=False)
     with pytest.raises(ValueError, match="different run"):
-        train(SiameseNet(hidden=8), TrainConfig(**TINY), out, progress=False)
+        train(SiameseNet(Conv4(hidden=8)), TrainConfig(**TINY), out, progress=False)
 
 
 def test_resume_false_starts_over(run_a, tmp_path):
@@ -190,41 +205,58 @@ def test_huge_learning_rate_fails_clearly(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [{"steps": 0}, {"ways": 0}, {"shots": -1}, {"val_every": 0}, {"save_every": 0}, {"lr": 0.0}, {"steps": 2.5},
-     {"same_alphabet": 1.5}, {"same_alphabet": -0.1}, {"same_alphabet": "all"}],
+    "kwargs", [{"steps": 0}, {"val_every": 0}, {"save_every": 0}, {"lr": 0.0}, {"steps": 2.5}, {"tasks_per_step": 0}],
 )
 def test_train_config_rejects_bad_values(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         TrainConfig(**kwargs)
 
 
-def test_same_alphabet_episodes_in_training(tmp_path):
-    from metalearn_lite.task_sources import OmniglotEpisodes
+@pytest.mark.parametrize(
+    "kwargs", [{"ways": 0}, {"shots": -1}, {"same_alphabet": 1.5}, {"same_alphabet": -0.1}, {"same_alphabet": "all"},
+               {"by": "stroke"}, {"val_classes": 1.0}],
+)
+def test_task_settings_reject_bad_values(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        TaskSettings(**kwargs)
 
-    cfg = TrainConfig(**{**TINY, "same_alphabet": 1.0, "tasks": 50, "rotations": True})
-    source = OmniglotEpisodes(cfg, torch.device("cpu"))
+
+def test_train_refuses_task_settings_and_unknown_names(tmp_path):
+    source = episodes(TrainConfig(**TINY))
+    with pytest.raises(ValueError, match=r"unknown training setting\(s\) \['ways'\].*belongs to the task source"):
+        train_on(tiny_model(), source, ways=5, out_dir=tmp_path)
+    with pytest.raises(ValueError, match="tasks must have sample"):
+        train_on(tiny_model(), [1, 2, 3], out_dir=tmp_path)
+    with pytest.raises(ValueError, match="needs a metalearn_lite method"):
+        train_on(Conv4(), source, out_dir=tmp_path)
+    with pytest.raises(ValueError, match="val_tasks must be"):
+        train_on(tiny_model(), source, val_tasks=42, out_dir=tmp_path)
+
+
+def test_same_alphabet_episodes_in_training(tmp_path):
+    cfg = TrainConfig(**TINY)
+    source = episodes(cfg, same_alphabet=1.0, rotations=True)
     train_split = omniglot_split("train", rotations=True)
     alphabet = train_split.alphabet_versions
-    for classes in source.sample().classes.tolist():  # every episode: one alphabet, in one rotation
+    for classes in source.sample(50).classes.tolist():  # every episode: one alphabet, in one rotation
         assert len({alphabet[c] for c in classes}) == 1
-    mixed = OmniglotEpisodes(TrainConfig(**{**TINY, "tasks": 50, "rotations": True}), torch.device("cpu"))
-    assert any(len({alphabet[c] for c in classes}) > 1 for classes in mixed.sample().classes.tolist())
-    result = train(tiny_model(), cfg, tmp_path / "within", progress=False)
+    mixed = episodes(cfg, rotations=True)
+    assert any(len({alphabet[c] for c in classes}) > 1 for classes in mixed.sample(50).classes.tolist())
+    result = train(tiny_model(), cfg, tmp_path / "within", source)
     assert result.step == TINY["steps"]
     with pytest.raises(ValueError, match="needs the split by alphabet"):
-        OmniglotEpisodes(TrainConfig(**{**TINY, "same_alphabet": 0.5, "by": "character"}), torch.device("cpu"))
+        episodes(cfg, same_alphabet=0.5, by="character")
 
 
 def test_same_alphabet_refused_without_alphabets():
-    from metalearn_lite.algorithms.maml_regression import SinusoidSource
-    from metalearn_lite.datasets.copy_task import CopyTasks
+    from metalearn_lite.recipes.memory import CopySource
+    from metalearn_lite.recipes.sinusoid import SinusoidSource
 
-    cfg = TrainConfig(**{**TINY, "same_alphabet": 1.0})
+    settings = TaskSettings(same_alphabet=1.0)
     with pytest.raises(ValueError, match="copy-task sequences, which have no alphabets"):
-        CopyTasks(cfg, torch.device("cpu"))
+        CopySource(settings, CPU, bits=8)
     with pytest.raises(ValueError, match="sinusoid regression tasks, which have no alphabets"):
-        SinusoidSource(cfg, torch.device("cpu"))
+        SinusoidSource(settings, CPU)
 
 
 def test_compile_refused_for_methods_without_a_compiled_step(tmp_path):
@@ -235,14 +267,16 @@ def test_compile_refused_for_methods_without_a_compiled_step(tmp_path):
 
 def test_same_alphabet_in_sequence_and_pretraining_sources():
     from metalearn_lite.algorithms.mann import MANN
-    from metalearn_lite.class_batches import ClassBatches
+    from metalearn_lite.recipes.omniglot import ClassBatches, OmniglotSequences
 
     alphabet = omniglot_split("train", rotations=True).alphabet_versions
-    cfg = TrainConfig(**{**TINY, "same_alphabet": 1.0, "rotations": True, "ways": 5, "shots": 2, "tasks": 20})
-    sequences = MANN(hidden=8, memory_size=8, memory_width=4, read_heads=1).task_source(cfg, torch.device("cpu"))
+    settings = TaskSettings(same_alphabet=1.0, rotations=True, ways=5, shots=2)
+    model = MANN(hidden=8, memory_size=8, memory_width=4, read_heads=1)
+    sequences = OmniglotSequences(settings, CPU, val_episodes=5)
+    assert model.classes == 5
     _, classes = sequences.episodes.sampler.sample_indices(20)
     for row in classes.tolist():  # every MANN episode: one alphabet, in one rotation
         assert len({alphabet[c] for c in row}) == 1
-    batches = ClassBatches(cfg, torch.device("cpu"), classes=len(alphabet))
+    batches = ClassBatches(settings, CPU, classes=len(alphabet))
     for _ in range(5):  # every pretraining batch: classes of one alphabet
         assert len({alphabet[c] for c in batches.sample().labels.tolist()}) == 1

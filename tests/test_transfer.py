@@ -17,14 +17,17 @@ from metalearn_lite.algorithms.transfer import (
     conv_blocks,
 )
 from metalearn_lite.checkpoints import load_checkpoint
-from metalearn_lite.class_batches import ClassBatch, ClassBatches
-from metalearn_lite.cli import main, method_options
+from metalearn_lite.cli import main
+from metalearn_lite.models import Conv4
+from metalearn_lite.recipes import RECIPES
+from metalearn_lite.recipes.omniglot import ClassBatch, ClassBatches
+from metalearn_lite.recipes.settings import TaskSettings
 from metalearn_lite.training import TrainConfig, train
 
 
 def tiny(**kwargs) -> Pretrained:
     torch.manual_seed(0)
-    return Pretrained(hidden=8, classes=kwargs.pop("classes", 10), **kwargs).eval()
+    return Pretrained(Conv4(hidden=8, norm="running"), classes=kwargs.pop("classes", 10), **kwargs).eval()
 
 
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -46,7 +49,7 @@ def task():
 
 def test_registered_with_cli_flags():
     assert METHODS["pretrained"] is Pretrained
-    assert {"hidden", "norm", "classes", "head"} <= set(method_options("pretrained"))
+    assert {"hidden", "norm", "head"} <= set(RECIPES["pretrained"].model_flags)
 
 
 def test_pretraining_loss_and_nearest_mean_classifier(task):
@@ -68,25 +71,26 @@ def test_cosine_head_is_scaled_cosine():
     z = torch.randn(2, 4)
     want = 5.0 * torch.nn.functional.cosine_similarity(z[:, None], head.weight[None], dim=-1)
     torch.testing.assert_close(head(z), want)
-    assert Pretrained(hidden=8, classes=10, head="cosine")(torch.rand(2, 1, 28, 28)).abs().max() <= 10.0 + 1e-4
+    model = Pretrained(Conv4(hidden=8, norm="running"), classes=10, head="cosine")
+    assert model(torch.rand(2, 1, 28, 28)).abs().max() <= 10.0 + 1e-4
 
 
 def test_class_batches_are_flat_with_global_labels():
-    cfg = TrainConfig(ways=6, shots=3, rotations=False, augment=True, val_episodes=2)
-    source = ClassBatches(cfg, torch.device("cpu"), classes=156)
+    cfg = TaskSettings(ways=6, shots=3, rotations=False, augment=True)
+    source = ClassBatches(cfg, torch.device("cpu"), classes=156, val_episodes=2)
     batch = source.sample()
     assert batch.images.shape == (18, 1, 28, 28) and batch.labels.shape == (18,)
     assert batch.labels.unique().numel() == 6 and 0 <= batch.labels.min() and batch.labels.max() < 156
     assert set(source.generators()) == {"sampler", "augment"}
-    with pytest.raises(ValueError, match="--classes 156"):
+    with pytest.raises(ValueError, match="classes=156"):
         ClassBatches(cfg, torch.device("cpu"), classes=624)
 
 
 def test_trains_through_the_one_trainer(tmp_path):
-    model = Pretrained(hidden=8, classes=156)
-    cfg = TrainConfig(ways=8, shots=2, steps=4, val_every=2, val_episodes=3, rotations=False, save_every=2)
+    model = Pretrained(Conv4(hidden=8, norm="running"), classes=156)
+    source = ClassBatches(TaskSettings(ways=8, shots=2, rotations=False), torch.device("cpu"), 156, val_episodes=3)
     before = snapshot(model)
-    result = train(model, cfg, tmp_path / "run", progress=False)
+    result = train(model, source, source, steps=4, val_every=2, save_every=2, out_dir=tmp_path / "run", progress=False)
     assert result.step == 4 and [h["step"] for h in result.history] == [2, 4]
     assert all(0 <= h["val_acc"] <= 1 for h in result.history)
     assert not same(before, snapshot(model))
@@ -95,8 +99,14 @@ def test_trains_through_the_one_trainer(tmp_path):
 
 
 def test_image_size_mismatch_is_explained():
+    recipe = RECIPES["pretrained"]
     with pytest.raises(ValueError, match="image_size"):
-        tiny().task_source(TrainConfig(image_size=32), torch.device("cpu"))
+        recipe.tasks(tiny(), TaskSettings(image_size=32), torch.device("cpu"), TrainConfig())
+
+
+def test_class_count_beyond_the_head_is_explained():
+    with pytest.raises(ValueError, match="classes >= 11"):
+        tiny().loss(ClassBatch(torch.rand(2, 1, 28, 28), torch.tensor([0, 10])))
 
 
 # ------------------------------------------------------------------------- linear probe: frozen
@@ -232,6 +242,7 @@ def test_runaway_fine_tune_stops_with_a_clear_error(task):
         (lambda m: adapt(m, "distill"), "unknown adaptation mode"),
         (lambda m: adapt(m, "probe", steps=3), "bad option for probe"),
         (lambda m: Pretrained(classes=1), "classes must be an int >= 2"),
+        (lambda m: Pretrained(torch.nn.Linear(3, 3)), "needs a Conv4 backbone"),
         (lambda m: Pretrained(head="mlp"), "unknown head"),
     ],
 )
@@ -240,7 +251,8 @@ def test_bad_arguments_raise_value_errors(make, match):
         make(tiny())
 
 
-def test_cli_rejects_a_wrong_class_count(tmp_path, capsys):
+def test_cli_sizes_the_head_for_the_training_classes(tmp_path):
     code = main(["train", "pretrained", "--out", str(tmp_path / "r"), "--hidden", "8", "--steps", "1",
-                 "--no-rotations", "--no-progress"])
-    assert code == 2 and "--classes 156" in capsys.readouterr().err
+                 "--val-episodes", "2", "--set", "rotations=false", "--no-progress"])
+    assert code == 0
+    assert load_checkpoint(tmp_path / "r" / "best.pt").config["classes"] == 156

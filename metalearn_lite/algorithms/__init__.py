@@ -1,33 +1,29 @@
-"""The few-shot methods, one file per family, and the registry checkpoints rebuild them from."""
+"""The methods, one file per family, each wrapping the reader's own network, and the registry that
+checkpoints rebuild them from (``method.name -> class``)."""
 
 from __future__ import annotations
 
 from .base import EpisodicMethod
-from .maml import MAML
-from .maml_regression import MAMLRegressor
+from .maml import MAML, AdaptedModel
 from .mann import MANN, LSTMOneShot
 from .ntm import NTMCopy
 from .protonet import ProtoNet
-from .reptile import Reptile, ReptileRegressor
+from .reptile import Reptile
 from .siamese import SiameseNet, TripletNet
-from .transfer import Pretrained
+from .transfer import BaselinePlusPlus, FineTune, LinearProbe, Pretrained
 
-METHODS: dict[str, type[EpisodicMethod]] = {cls.name: cls for cls in (ProtoNet, SiameseNet, TripletNet)}
-METHODS[Pretrained.name] = Pretrained  # transfer baselines: pretraining on all classes
-METHODS.update({cls.name: cls for cls in (MAML, MAMLRegressor, Reptile, ReptileRegressor)})  # lesson 04
-METHODS[NTMCopy.name] = NTMCopy  # memory-augmented: the NTM on the copy task
-METHODS[MANN.name] = MANN  # memory-augmented: one-shot Omniglot sequences
-METHODS[LSTMOneShot.name] = LSTMOneShot  # ... and their LSTM-only baseline
+METHODS: dict[str, type[EpisodicMethod]] = {
+    cls.name: cls for cls in (ProtoNet, SiameseNet, TripletNet, Pretrained, MAML, Reptile, NTMCopy, MANN, LSTMOneShot)
+}
 
 
 def build_method(name: str, **config) -> EpisodicMethod:
-    """A fresh method from its registry name and config."""
+    """A fresh method from its registry name and a checkpoint's config (networks as specs)."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose one of {sorted(METHODS)}")
-    try:
-        return METHODS[name](**config)
-    except TypeError as err:
-        raise ValueError(f"bad config for {name}: {err}") from err
+    return METHODS[name].from_config(config)
 
 
-__all__ = ["METHODS", "EpisodicMethod", "ProtoNet", "SiameseNet", "TripletNet", "build_method"]
+__all__ = ["METHODS", "MAML", "MANN", "AdaptedModel", "BaselinePlusPlus", "EpisodicMethod", "FineTune",
+           "LSTMOneShot", "LinearProbe", "NTMCopy", "Pretrained", "ProtoNet", "Reptile", "SiameseNet", "TripletNet",
+           "build_method"]

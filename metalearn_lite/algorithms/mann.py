@@ -46,7 +46,6 @@ random order, then every query is answered from the state after the support set)
 
 from __future__ import annotations
 
-import copy
 import shutil
 from dataclasses import dataclass
 from typing import Any
@@ -55,17 +54,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..evaluation import mean_ci, presentation_accuracy
+from ..distances import cosine_similarity
+from ..evaluation import presentation_accuracy
 from ..fewshot import check_task
 from ..models import Conv4
 from .base import EpisodicMethod
 from .ntm import EPS
-
-#: what the controller sees of a drawing: its raw pixels (the paper), a Conv-4 embedding learned end to
-#: end with the rest (``"conv"``), or the frozen backbone of the ``pretrained-omniglot`` checkpoint
-ENCODERS = ("pixels", "conv", "pretrained")
-CONV_ENCODER_FILTERS = 32
-PRETRAINED_ENCODER = "pretrained-omniglot"
 
 
 def least_used(usage: torch.Tensor, n: int) -> torch.Tensor:
@@ -94,58 +88,67 @@ class MANNState:
 class SequenceClassifier(EpisodicMethod):
     """What the MANN and its LSTM baseline share: inputs, the loss, per-presentation accuracy, few-shot use.
 
-    A subclass implements ``forward(images (B, L, 1, H, W), labels (B, L)) -> (logits (B, L, classes), info)``
+    A subclass implements ``forward(images (B, L, C, H, W), labels (B, L)) -> (logits (B, L, classes), info)``
     where step ``t`` may only use ``labels[:, :t]`` (the labels are shifted inside: :meth:`inputs`).
+
+    Args:
+        encoder: what the controller sees of a drawing: ``None`` for its raw pixels (the paper), or any
+            ``nn.Module`` mapping ``(B, C, H, W)`` to ``(B, F)`` features, trained with the rest unless
+            ``freeze_encoder``.
+        classes: output classes (and width of the label input).
+        image_size: side of the drawings.
+        freeze_encoder: keep the encoder fixed (``requires_grad_(False)``, always in eval mode); drawings can
+            then be encoded once, ahead of training (:meth:`encode_drawings`).
+        normalize_features: scale each drawing's features to length ``sqrt(F)`` (keep their direction only).
     """
 
-    queries_needed = False
-    train_defaults: dict[str, Any] = dict(
-        ways=5, shots=10, tasks=64, steps=100000, lr=1e-3, lr_decay=0.5, lr_decay_every=1000000, grad_clip=10.0,
-        rotations=True, augment=False, image_size=28, val_every=100, val_episodes=200, save_every=100,
-    )
+    module_args = ("encoder",)
 
-    def __init__(self, classes: int, image_size: int, encoder: str = "pixels", normalize_features: bool = False,
-                 **config: Any) -> None:
-        super().__init__(classes=classes, image_size=image_size, encoder=encoder,
+    def __init__(self, encoder: nn.Module | None, classes: int, image_size: int, freeze_encoder: bool,
+                 normalize_features: bool, **config: Any) -> None:
+        super().__init__(encoder=encoder, classes=classes, image_size=image_size, freeze_encoder=freeze_encoder,
                          normalize_features=normalize_features, **config)
         for name, v in (("classes", classes), ("image_size", image_size)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int; got {v!r}")
-        if encoder not in ENCODERS:
-            raise ValueError(f"unknown encoder {encoder!r}; choose one of {list(ENCODERS)}")
-        self.classes, self.image_size, self.encoder_kind = classes, image_size, encoder
-        if not isinstance(normalize_features, bool):
-            raise ValueError(f"normalize_features must be True or False; got {normalize_features!r}")
-        self.normalize_features = normalize_features
-        self.encoder = None
-        features = image_size * image_size
-        if encoder == "conv":
-            self.encoder = Conv4(1, CONV_ENCODER_FILTERS, norm="running")
-            features = self.encoder.embedding_dim(image_size)
-        elif encoder == "pretrained":
-            self.encoder = self._pretrained_backbone(image_size)
-            features = self.encoder.embedding_dim(image_size)
-        self.feature_size = features
-        self.input_size = features + classes
+        for name, v in (("freeze_encoder", freeze_encoder), ("normalize_features", normalize_features)):
+            if not isinstance(v, bool):
+                raise ValueError(f"{name} must be True or False; got {v!r}")
+        if encoder is not None and not isinstance(encoder, nn.Module):
+            raise ValueError(f"encoder must be a torch.nn.Module or None (raw pixels); got {type(encoder).__name__}")
+        if freeze_encoder and encoder is None:
+            raise ValueError("freeze_encoder=True needs an encoder; raw pixels have nothing to freeze")
+        self.classes, self.image_size = classes, image_size
+        self.normalize_features, self.freeze_encoder = normalize_features, freeze_encoder
+        self.encoder = encoder
+        if freeze_encoder:
+            encoder.requires_grad_(False)
+            encoder.eval()
+        self.feature_size = self._feature_size()
+        self.input_size = self.feature_size + classes
 
-    @staticmethod
-    def _pretrained_backbone(image_size: int) -> Conv4:
-        """A frozen copy of ``pretrained-omniglot``'s Conv-4 (trained on the meta-train classes only)."""
-        from ..checkpoints import load_pretrained
-
-        source = load_pretrained(PRETRAINED_ENCODER)
-        if source.config.get("image_size", 28) != image_size:
-            raise ValueError(f"encoder='pretrained' uses {PRETRAINED_ENCODER}, trained on "
-                             f"{source.config.get('image_size', 28)}px drawings; build the model with that "
-                             f"image_size (--image-size {source.config.get('image_size', 28)})")
-        backbone = copy.deepcopy(source.backbone).eval()
-        backbone.requires_grad_(False)
-        return backbone
+    def _feature_size(self) -> int:
+        """``F``: pixels per drawing, Conv-4's embedding width, or another encoder's output width (one
+        forward pass of a blank drawing, in eval mode)."""
+        if self.encoder is None:
+            return self.image_size * self.image_size
+        if isinstance(self.encoder, Conv4):
+            return self.encoder.embedding_dim(self.image_size)
+        was = self.encoder.training
+        self.encoder.eval()
+        try:
+            with torch.no_grad():
+                p = next(iter(self.encoder.parameters()), None)
+                blank = torch.zeros(1, 1, self.image_size, self.image_size,
+                                    device=None if p is None else p.device)
+                return int(self.encoder(blank).flatten(1).shape[1])
+        finally:
+            self.encoder.train(was)
 
     @property
     def frozen_encoder(self) -> bool:
         """True when the encoder is fixed, so drawings can be encoded once (:meth:`encode_drawings`)."""
-        return self.encoder_kind == "pretrained"
+        return self.freeze_encoder
 
     def train(self, mode: bool = True) -> SequenceClassifier:
         super().train(mode)
@@ -158,7 +161,7 @@ class SequenceClassifier(EpisodicMethod):
         if self.encoder is None:
             return images.flatten(2)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen_encoder):
-            return self.encoder.embed(images.flatten(0, 1)).unflatten(0, images.shape[:2])
+            return self.encoder(images.flatten(0, 1)).flatten(1).unflatten(0, images.shape[:2])
 
     @torch.no_grad()
     def encode_drawings(self, images: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
@@ -167,11 +170,11 @@ class SequenceClassifier(EpisodicMethod):
         The result can be given to :meth:`forward` in place of the drawings.
         """
         if not self.frozen_encoder:
-            raise ValueError(f"only a frozen encoder (encoder='pretrained') can encode drawings ahead of time; "
-                             f"this model's encoder is {self.encoder_kind!r} and is trained with the rest")
+            raise ValueError("only a frozen encoder (freeze_encoder=True) can encode drawings ahead of time; this "
+                             "model's encoder is trained with the rest (or it reads raw pixels)")
         flat = images.flatten(0, 1)
         self.inputs(flat[:1].unsqueeze(0), torch.zeros(1, 1, dtype=torch.long, device=flat.device))  # checks shapes
-        feats = torch.cat([self.encoder.embed(flat[i : i + chunk]) for i in range(0, len(flat), chunk)])
+        feats = torch.cat([self.encoder(flat[i : i + chunk]).flatten(1) for i in range(0, len(flat), chunk)])
         return feats.unflatten(0, images.shape[:2])
 
     def _precomputed(self, images: torch.Tensor) -> bool:
@@ -228,36 +231,6 @@ class SequenceClassifier(EpisodicMethod):
             presentations = int(F.one_hot(labels.long(), self.classes).sum(1).max())
         return presentation_accuracy(correct.cpu(), labels.cpu(), presentations)
 
-    def task_source(self, config: Any, device: torch.device) -> Any:
-        from ..datasets.omniglot_sequences import OmniglotSequences
-
-        if config.ways > self.classes:
-            raise ValueError(f"{config.ways}-way episodes need a model with classes >= {config.ways}; "
-                             f"this one has {self.classes}")
-        if config.image_size != self.image_size:
-            raise ValueError(f"the model was built for {self.image_size}px drawings but the run loads "
-                             f"{config.image_size}px ones: pass --image-size {self.image_size}")
-        return OmniglotSequences(config, device, encode=self.encode_drawings if self.frozen_encoder else None)
-
-    def evaluate_report(self, episodes: int = 600, seed: int = 0, split: str = "test", shots: int = 10) -> str:
-        """Accuracy at presentations 1, 2, 3, 5, 10 (± 95 % CI over episodes) on ``split``'s alphabets."""
-        from ..datasets.omniglot import omniglot_split
-        from ..datasets.omniglot_sequences import SequenceEpisodes
-
-        device = next(self.parameters()).device
-        data = omniglot_split(split, size=self.image_size).images.to(device)
-        if self.frozen_encoder:
-            data = self.encode_drawings(data)
-        x, y = SequenceEpisodes(data, self.classes, shots, seed=seed).sample(episodes)
-        acc = self.presentation_accuracy(x, y)
-        lines = [f"accuracy by presentation ({self.classes} classes x {shots} drawings, {episodes} episodes "
-                 f"of the {split} alphabets):"]
-        for k in (1, 2, 3, 5, 10):
-            if k <= acc.shape[1]:
-                mean, ci = mean_ci(acc[:, k - 1])
-                lines.append(f"  presentation {k:2d}: {100 * mean:6.2f} ± {100 * ci:.2f} %")
-        return "\n".join(lines)
-
     # ------------------------------------------------------------------ few-shot classifier
 
     def logits(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
@@ -284,18 +257,19 @@ class MANN(SequenceClassifier):
     """MANN with an LSTM controller and LRU access memory (module docstring).
 
     Args:
+        encoder: ``None`` (the paper: the controller sees the flattened drawing) or any network mapping
+            ``(B, 1, H, W)`` to ``(B, F)``; the course uses the frozen Conv-4 backbone of ``pretrained-omniglot``
+            (``freeze_encoder=True``, trained on the meta-train classes only; drawings are then encoded once,
+            ahead of training), handed in by the recipe the way ``--init-body`` hands one to MAML.
         classes: output classes (and width of the label input): 5 in the paper's 5-way episodes.
-        image_size: side of the drawings (flattened into the input).
+        image_size: side of the drawings.
+        freeze_encoder: keep the encoder fixed.
         hidden: LSTM units (200 in the paper).
         memory_size, memory_width: ``N`` slots of width ``M`` (128 x 40 in the paper; the shipped model: 128 x 64).
         read_heads: heads (4); each reads with its own key and writes that key.
         gamma: usage decay (0.95).
         write_first: the paper's order within a step (write, then read the memory just written to);
             ``False`` reads first (module docstring says why the order matters).
-        encoder: what the controller sees of a drawing: ``"pixels"`` (the paper: the flattened drawing),
-            ``"conv"`` (a 32-filter Conv-4 with batch norm, trained end to end with the rest) or
-            ``"pretrained"`` (the frozen 64-feature backbone of the ``pretrained-omniglot`` checkpoint,
-            trained on the meta-train classes only; drawings are then encoded once, ahead of training).
         normalize_features: scale each drawing's features to length ``sqrt(F)`` before the controller sees
             them, keeping only their direction (what the cosine of the memory reads compares).  The frozen
             encoder's features have lengths near 37 on meta-train drawings but near 32 on the test alphabets'
@@ -314,10 +288,11 @@ class MANN(SequenceClassifier):
 
     name = "mann"
 
-    def __init__(self, classes: int = 5, image_size: int = 28, hidden: int = 200, memory_size: int = 128,
-                 memory_width: int = 40, read_heads: int = 4, gamma: float = 0.95, encoder: str = "pixels",
-                 write_first: bool = True, normalize_features: bool = False, keys_see_input: bool = False) -> None:
-        super().__init__(classes, image_size, encoder, normalize_features, hidden=hidden,
+    def __init__(self, encoder: nn.Module | None = None, classes: int = 5, image_size: int = 28,
+                 freeze_encoder: bool = False, hidden: int = 200, memory_size: int = 128, memory_width: int = 40,
+                 read_heads: int = 4, gamma: float = 0.95, write_first: bool = True, normalize_features: bool = False,
+                 keys_see_input: bool = False) -> None:
+        super().__init__(encoder, classes, image_size, freeze_encoder, normalize_features, hidden=hidden,
                          memory_size=memory_size, memory_width=memory_width, read_heads=read_heads, gamma=gamma,
                          write_first=write_first, keys_see_input=keys_see_input)
         for name, v in (("hidden", hidden), ("memory_size", memory_size), ("memory_width", memory_width),
@@ -387,8 +362,7 @@ class MANN(SequenceClassifier):
     def _read(keys: torch.Tensor, beta: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Content read: cosine of every key ``(B, R, M)`` with every slot of ``memory`` ``(B, N, M)``, sharpened
         by ``beta`` ``(B, R, 1)``: weights ``(B, R, N)`` and read vectors ``(B, R, M)``."""
-        sim = (keys @ memory.transpose(1, 2)) / (keys.norm(dim=-1, keepdim=True) * memory.norm(dim=-1).unsqueeze(1)
-                                                 + EPS)
+        sim = cosine_similarity(keys, memory, EPS)
         read_w = torch.softmax(beta * sim, -1)
         return read_w, read_w @ memory
 
@@ -459,15 +433,15 @@ class LSTMOneShot(SequenceClassifier):
     """The baseline of Santoro et al.: an LSTM on the same ``[x_t, y_{t-1}]`` inputs, no external memory.
 
     Args:
-        classes, image_size, encoder, normalize_features: as :class:`MANN`.
+        encoder, classes, image_size, freeze_encoder, normalize_features: as :class:`MANN`.
         hidden: LSTM units.
     """
 
     name = "lstm_oneshot"
 
-    def __init__(self, classes: int = 5, image_size: int = 28, hidden: int = 200, encoder: str = "pixels",
-                 normalize_features: bool = False) -> None:
-        super().__init__(classes, image_size, encoder, normalize_features, hidden=hidden)
+    def __init__(self, encoder: nn.Module | None = None, classes: int = 5, image_size: int = 28,
+                 freeze_encoder: bool = False, hidden: int = 200, normalize_features: bool = False) -> None:
+        super().__init__(encoder, classes, image_size, freeze_encoder, normalize_features, hidden=hidden)
         if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
             raise ValueError(f"hidden must be a positive int; got {hidden!r}")
         self.hidden = hidden

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .distances import pairwise_distance
+from ..distances import pairwise_distance
 
 MINING = ("batch_hard", "semi_hard", "all")
 

@@ -21,12 +21,13 @@ Every function below is batched over a leading dimension ``B`` and follows the d
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..datasets.copy_task import copy_batch
+from ..distances import cosine_similarity
 from .base import EpisodicMethod
 
 EPS = 1e-8
@@ -49,12 +50,6 @@ def flush_denormals() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def cosine_similarity(key: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-    """``cos(k, M_i) = k . M_i / (|k| |M_i| + eps)``: key ``(B, M)``, memory ``(B, N, M)`` -> ``(B, N)``."""
-    dot = (memory @ key.unsqueeze(-1)).squeeze(-1)
-    return dot / (key.norm(dim=-1, keepdim=True) * memory.norm(dim=-1) + EPS)
-
-
 def content_weighting(key: torch.Tensor, memory: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     """Content addressing ``w^c_i = exp(beta cos(k, M_i)) / sum_j exp(beta cos(k, M_j))``.
 
@@ -66,7 +61,7 @@ def content_weighting(key: torch.Tensor, memory: torch.Tensor, beta: torch.Tenso
 
     Returns ``(B, N)``, each row summing to 1.
     """
-    return torch.softmax(beta.reshape(-1, 1) * cosine_similarity(key, memory), dim=-1)
+    return torch.softmax(beta.reshape(-1, 1) * cosine_similarity(key.unsqueeze(1), memory, EPS).squeeze(1), dim=-1)
 
 
 def interpolate(w_content: torch.Tensor, w_prev: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
@@ -346,11 +341,6 @@ class NTMCopy(EpisodicMethod):
     """
 
     name = "ntm_copy"
-    queries_needed = False
-    train_defaults: dict[str, Any] = dict(
-        tasks=32, steps=20000, lr=1e-3, lr_decay=0.5, lr_decay_every=100000, max_length=20, grad_clip=10.0,
-        val_every=250, val_episodes=64, save_every=250, rotations=False,
-    )
 
     def __init__(
         self,
@@ -398,8 +388,6 @@ class NTMCopy(EpisodicMethod):
     @torch.no_grad()
     def bit_error_by_length(self, lengths: list[int], sequences: int = 200, seed: int = 0) -> dict[int, torch.Tensor]:
         """Wrong bits of every one of ``sequences`` fresh random sequences, for each length."""
-        from ..datasets.copy_task import copy_batch
-
         was = self.training
         self.eval()
         g = torch.Generator().manual_seed(seed)
@@ -415,23 +403,12 @@ class NTMCopy(EpisodicMethod):
             self.train(was)
         return out
 
-    def task_source(self, config: Any, device: torch.device) -> Any:
-        from ..datasets.copy_task import CopyTasks
-
-        return CopyTasks(config, device, self.bits)
-
-    def evaluate_report(self, episodes: int = 600, seed: int = 0) -> str:
-        """Mean wrong bits per sequence (± 95 % CI) over ``episodes`` sequences of lengths 10..60."""
-        from ..evaluation import mean_ci
-
-        lengths = [n for n in (10, 20, 30, 40, 50, 60) if n <= self.ntm.n]
-        lines = [f"bits wrong per sequence ({self.bits}-bit vectors, {episodes} sequences per length; "
-                 f"trained on lengths 1..{getattr(self, 'train_config', {}).get('max_length', '?')}):"]
-        for length, errs in self.bit_error_by_length(lengths, episodes, seed).items():
-            mean, ci = mean_ci(errs)
-            share = 100 * mean / (length * self.bits)
-            lines.append(f"  length {length:3d}: {mean:7.3f} ± {ci:.3f} bits  ({share:.2f} % of the bits)")
-        return "\n".join(lines)
+    def validation_score(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, dict[str, float]]:
+        """Minus the mean wrong bits per sequence of a fixed copy-task batch ``(inputs, targets)``."""
+        with torch.no_grad():
+            logits, _ = self(batch[0])
+            bits = float(bit_errors(logits, batch[1]).mean())
+        return -bits, {"val_bits": bits}
 
 
 def bit_errors(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -21,44 +21,58 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distances import DISTANCES, cosine_similarity, squared_euclidean
 from ..episodes import Episode
-from ..fewshot import check_task
+from ..fewshot import check_task, class_means
 from ..models import Conv4
 from .base import EpisodicMethod
-from .distances import DISTANCES, cosine_similarity, squared_euclidean
 
 
-def prototypes(z: torch.Tensor, targets: torch.Tensor, ways: int) -> torch.Tensor:
-    """Class means: ``z`` ``(T, S, D)``, ``targets`` ``(T, S)`` in ``0..ways-1`` -> ``(T, ways, D)``."""
-    onehot = F.one_hot(targets, ways).to(z.dtype)  # (T, S, N)
-    sums = onehot.transpose(1, 2) @ z  # (T, N, D)
-    return sums / onehot.sum(1).unsqueeze(-1).clamp_min(1.0)
+def embed(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``encoder(x)`` flattened to one vector per example: ``(B, *x)`` -> ``(B, D)``, with a clear error when
+    the encoder does not keep the batch dimension."""
+    z = encoder(x)
+    if not isinstance(z, torch.Tensor) or z.dim() < 1 or z.shape[0] != x.shape[0]:
+        shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+        raise ValueError(f"the encoder must map a batch (B, ...) to embeddings (B, D); given {x.shape[0]} examples it "
+                         f"returned {shape}. Return one row per example (e.g. end forward() with .flatten(1))")
+    return z.flatten(1)
 
 
 class ProtoNet(EpisodicMethod):
-    """Prototypical Network on a Conv-4 embedding.
+    """Prototypical Network on any embedding network.
 
     Args:
-        hidden: Conv-4 filters per block.
-        norm: Conv-4 normalisation (``"batch"``, ``"running"``, ``"none"``).
-        distance: ``"euclidean"`` (squared, the paper's) or ``"cosine"``.
-        in_channels: image channels.
+        encoder: any ``nn.Module`` mapping ``(B, *x)`` to ``(B, D)`` (other output shapes are flattened);
+            ``None`` gives the course's Conv-4 (64 filters, ``norm="batch"``, one channel).
+        distance: ``"euclidean"`` (squared, the paper's) or ``"cosine"`` (with a learned scale).
+
+    Example::
+
+        net = nn.Sequential(nn.Conv2d(3, 32, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        method = ProtoNet(net)
+        method.predict(support_x, support_y, query_x)        # labels taken from support_y
     """
 
     name = "protonet"
+    module_args = ("encoder",)
 
-    def __init__(self, hidden: int = 64, norm: str = "batch", distance: str = "euclidean", in_channels: int = 1):
-        super().__init__(hidden=hidden, norm=norm, distance=distance, in_channels=in_channels)
+    def __init__(self, encoder: nn.Module | None = None, distance: str = "euclidean") -> None:
+        if encoder is None:
+            encoder = Conv4()
+        if not isinstance(encoder, nn.Module):
+            raise ValueError(f"encoder must be a torch.nn.Module (or None for Conv-4); got {type(encoder).__name__}")
+        super().__init__(encoder=encoder, distance=distance)
         if distance not in DISTANCES:
             raise ValueError(f"unknown distance {distance!r}; choose one of {list(DISTANCES)}")
-        self.encoder = Conv4(in_channels, hidden, norm)
+        self.encoder = encoder
         self.distance = distance
         self.scale = nn.Parameter(torch.tensor(10.0)) if distance == "cosine" else None
 
     def embed_task(self, support_x: torch.Tensor, query_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Embed ``(T, S, C, H, W)`` and ``(T, Q, C, H, W)`` in one pass -> ``(T, S, D), (T, Q, D)``."""
+        """Embed ``(T, S, *x)`` and ``(T, Q, *x)`` in one pass -> ``(T, S, D), (T, Q, D)``."""
         t, s, q = support_x.shape[0], support_x.shape[1], query_x.shape[1]
-        z = self.encoder(torch.cat([support_x.flatten(0, 1), query_x.flatten(0, 1)]))
+        z = embed(self.encoder, torch.cat([support_x.flatten(0, 1), query_x.flatten(0, 1)]))
         return z[: t * s].view(t, s, -1), z[t * s :].view(t, q, -1)
 
     def task_logits(
@@ -66,7 +80,7 @@ class ProtoNet(EpisodicMethod):
     ) -> torch.Tensor:
         """Batched logits: support ``(T, N*K, ...)``, labels ``(T, N*K)`` in ``0..N-1`` -> ``(T, Q, N)``."""
         zs, zq = self.embed_task(support_x, query_x)
-        protos = prototypes(zs, support_y, ways)
+        protos = class_means(zs, support_y, ways)
         if self.distance == "euclidean":
             return -squared_euclidean(zq, protos)
         return self.scale * cosine_similarity(zq, protos)
@@ -79,6 +93,6 @@ class ProtoNet(EpisodicMethod):
         return loss, acc
 
     def logits(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
-        """One task: ``(S, C, H, W), (S,), (Q, C, H, W) -> (Q, N)``."""
+        """One task: ``(S, *x), (S,), (Q, *x) -> (Q, N)``."""
         classes, targets = check_task(support_x, support_y, query_x)
         return self.task_logits(support_x[None], targets[None], query_x[None], len(classes))[0]

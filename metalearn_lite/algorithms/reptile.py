@@ -21,14 +21,12 @@ of a task: what makes the initialisation fast to adapt, as MAML's Hessian term d
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
+from torch import nn
 
 from ..episodes import Episode
-from .inner_loop import Params, adapt_tasks, check_finite_inner, params_of
-from .maml import MAML, GradientMetaLearner
-from .maml_regression import MAMLRegressor
+from .inner_loop import LossFn, Params, adapt_tasks, check_finite_inner, params_of
+from .maml import MAML, find_head
 
 
 def reptile_surrogate(theta: Params, phi: Params) -> torch.Tensor:
@@ -36,60 +34,46 @@ def reptile_surrogate(theta: Params, phi: Params) -> torch.Tensor:
     return sum(0.5 * ((theta[n] - phi[n].detach().mean(0)) ** 2).sum() for n in theta)  # type: ignore[return-value]
 
 
-def reptile_step(method: GradientMetaLearner, episode: Episode) -> tuple[torch.Tensor, Params]:
-    """The surrogate ``R(theta)`` of a meta-batch and the adapted weights ``phi`` ``{name: (T, *shape)}``."""
-    x = torch.cat([episode.support_x, episode.query_x], 1)
-    y = torch.cat([episode.support_y, episode.query_y], 1)
-    with torch.enable_grad():
-        phi, inner = adapt_tasks(method.net, params_of(method.net, detach=True), x, y, method.task_loss,
-                                 method.inner_steps, method.inner_lr, True, None,
-                                 method.resolve_batching(True, x.device))
-    check_finite_inner(inner, method.inner_lr)
-    phi = {n: p.detach() for n, p in phi.items()}
-    if method.training and torch.is_grad_enabled():
-        method.meta_step += 1
-    return reptile_surrogate(params_of(method.net), phi), phi
-
-
 class Reptile(MAML):
-    """Reptile on the Conv-4 classifier (test time: ``test_steps`` SGD steps on the support set, like MAML).
+    """Reptile on any network (test time: ``test_steps`` SGD steps on the support set, like MAML).
 
-    Args: as :class:`~metalearn_lite.algorithms.maml.MAML` (``inner_steps`` is Reptile's ``k``).
+    Args: as :class:`~metalearn_lite.algorithms.maml.MAML` (``inner_steps`` is Reptile's ``k``); nothing is
+    differentiated through the inner loop, so there is no first-order switch.
     """
 
     name = "reptile"
-    train_defaults: dict[str, Any] = dict(MAML.train_defaults, tasks=5, queries=5)
 
-    def __init__(self, ways: int = 5, hidden: int = 64, norm: str = "batch", in_channels: int = 1,
-                 inner_lr: float = 0.1, inner_steps: int = 5, test_steps: int = 10, batching: str = "auto",
-                 image_size: int = 28) -> None:
-        super().__init__(ways=ways, hidden=hidden, norm=norm, in_channels=in_channels, inner_lr=inner_lr,
-                         inner_steps=inner_steps, test_steps=test_steps, first_order=True, batching=batching,
-                         image_size=image_size)
-        self.config = dict(ways=ways, hidden=hidden, norm=norm, in_channels=in_channels, inner_lr=inner_lr,
-                           inner_steps=inner_steps, test_steps=test_steps, batching=batching, image_size=image_size)
+    def __init__(self, model: nn.Module | None = None, ways: int = 5, inner_lr: float = 0.1, inner_steps: int = 5,
+                 test_steps: int = 10, loss: str | LossFn = "cross_entropy", head: str | None = None,
+                 batching: str = "auto") -> None:
+        model = self._default_model(model, ways, loss)
+        super(MAML, self).__init__(model=model, ways=ways, inner_lr=inner_lr, inner_steps=inner_steps,
+                                   test_steps=test_steps, loss=self._loss_name(loss), head=find_head(model, head),
+                                   batching=batching)
+        self._setup(model, ways, inner_lr, inner_steps, test_steps, True, 0, False, False, False, loss,
+                    self.config["head"], batching)
 
-    def loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
-        surrogate, phi = reptile_step(self, episode)
-        with torch.no_grad():  # accuracy of the adapted weights on the queries (seen in the inner loop)
-            acc = (self.forward_with(phi, episode.query_x).argmax(-1) == episode.query_y).float().mean()
-        return surrogate, acc
-
-
-class ReptileRegressor(MAMLRegressor):
-    """Reptile on the sinusoid MLP; the metric is the adapted weights' query MSE."""
-
-    name = "reptile_regressor"
-
-    def __init__(self, hidden: int = 40, layers: int = 2, inner_lr: float = 0.01, inner_steps: int = 5,
-                 test_steps: int = 10, batching: str = "auto") -> None:
-        super().__init__(hidden=hidden, layers=layers, inner_lr=inner_lr, inner_steps=inner_steps,
-                         test_steps=test_steps, first_order=True, batching=batching)
-        self.config = dict(hidden=hidden, layers=layers, inner_lr=inner_lr, inner_steps=inner_steps,
-                           test_steps=test_steps, batching=batching)
+    def reptile_step(self, episode: Episode) -> tuple[torch.Tensor, Params]:
+        """The surrogate ``R(theta)`` of a meta-batch and the adapted weights ``phi`` ``{name: (T, *shape)}``:
+        every task's support and query examples are its training examples."""
+        x = torch.cat([episode.support_x, episode.query_x], 1)
+        y = torch.cat([episode.support_y, episode.query_y], 1)
+        self._with_classes(y)
+        with torch.enable_grad():
+            phi, inner = adapt_tasks(self.net, params_of(self.net, detach=True), x, y, self.task_loss,
+                                     self.inner_steps, self.inner_lr, True, None, self.resolve_batching(True, x.device))
+        check_finite_inner(inner, self.inner_lr)
+        phi = {n: p.detach() for n, p in phi.items()}
+        if self.training and torch.is_grad_enabled():
+            self.meta_step += 1
+        return reptile_surrogate(params_of(self.net), phi), phi
 
     def loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
-        surrogate, phi = reptile_step(self, episode)
+        """The surrogate, and the adapted weights' accuracy (classifier) or loss on the queries, which the inner
+        loop has seen."""
+        surrogate, phi = self.reptile_step(episode)
         with torch.no_grad():
-            mse = ((self.forward_with(phi, episode.query_x) - episode.query_y) ** 2).mean()
-        return surrogate, mse
+            out = self.forward_with(phi, episode.query_x)
+            if self.classifier:
+                return surrogate, (out.argmax(-1) == episode.query_y).float().mean()
+            return surrogate, torch.stack([self._loss_fn(o, t) for o, t in zip(out, episode.query_y)]).mean()

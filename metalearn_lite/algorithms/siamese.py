@@ -10,42 +10,53 @@ support example (``classify="neighbour"``), under the same distance it was train
 from __future__ import annotations
 
 import torch
+from torch import nn
 
+from ..distances import DISTANCES, pairwise_distance
 from ..episodes import Episode
-from ..fewshot import check_task
+from ..fewshot import check_task, class_means
 from ..models import Conv4
 from .base import EpisodicMethod
-from .distances import DISTANCES, pairwise_distance
 from .metric import MINING, contrastive_loss, triplet_loss
-from .protonet import prototypes
+from .protonet import embed
 
 CLASSIFY = ("prototype", "neighbour")
 
 
 class MetricEmbedding(EpisodicMethod):
-    """Conv-4 embedding trained by a metric loss (the cosine distance normalises inside the distance)."""
+    """An embedding network trained by a metric loss (the cosine distance normalises inside the distance).
 
-    queries_needed = False
+    Args:
+        encoder: any ``nn.Module`` mapping ``(B, *x)`` to ``(B, D)``; ``None`` gives the course's Conv-4.
+        distance: ``"euclidean"`` or ``"cosine"``.
+        margin: the loss margin.
+        mining: triplet mining (``"batch_hard"``, ``"semi_hard"``, ``"all"``); unused by the contrastive loss.
+        classify: as a few-shot classifier, by the nearest class mean (``"prototype"``) or nearest
+            support example (``"neighbour"``).
+
+    Training batches are ``P`` classes x ``K`` examples: episodes with no queries (``queries=0``).
+    """
+
+    module_args = ("encoder",)
 
     def __init__(
         self,
-        hidden: int = 64,
-        norm: str = "batch",
+        encoder: nn.Module | None = None,
         distance: str = "euclidean",
         margin: float = 1.0,
         mining: str = "batch_hard",
         classify: str = "prototype",
-        in_channels: int = 1,
     ):
-        super().__init__(
-            hidden=hidden, norm=norm, distance=distance, margin=margin, mining=mining, classify=classify,
-            in_channels=in_channels,
-        )
+        if encoder is None:
+            encoder = Conv4()
+        if not isinstance(encoder, nn.Module):
+            raise ValueError(f"encoder must be a torch.nn.Module (or None for Conv-4); got {type(encoder).__name__}")
+        super().__init__(encoder=encoder, distance=distance, margin=margin, mining=mining, classify=classify)
         for name, value, allowed in (("distance", distance, DISTANCES), ("mining", mining, MINING),
                                      ("classify", classify, CLASSIFY)):
             if value not in allowed:
                 raise ValueError(f"unknown {name} {value!r}; choose one of {list(allowed)}")
-        self.encoder = Conv4(in_channels, hidden, norm)
+        self.encoder = encoder
         self.distance, self.margin, self.mining, self.classify = distance, margin, mining, classify
 
     def metric_loss(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -55,7 +66,7 @@ class MetricEmbedding(EpisodicMethod):
         x = episode.support_x.flatten(0, 1)
         t, s = episode.support_y.shape
         y = (episode.support_y + (torch.arange(t, device=x.device) * s).unsqueeze(1)).flatten()
-        z = self.encoder(x)
+        z = embed(self.encoder, x)
         loss = self.metric_loss(z, y)
         with torch.no_grad():  # leave-one-out nearest-neighbour accuracy within the batch
             d = pairwise_distance(z, z, self.distance)
@@ -66,10 +77,10 @@ class MetricEmbedding(EpisodicMethod):
     def logits(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
         """One task: ``(S, C, H, W), (S,), (Q, C, H, W) -> (Q, N)`` negative distances."""
         classes, targets = check_task(support_x, support_y, query_x)
-        z = self.encoder(torch.cat([support_x, query_x]))
+        z = embed(self.encoder, torch.cat([support_x, query_x]))
         zs, zq = z[: len(support_x)], z[len(support_x) :]
         if self.classify == "prototype":
-            return -pairwise_distance(zq, prototypes(zs[None], targets[None], len(classes))[0], self.distance)
+            return -pairwise_distance(zq, class_means(zs, targets, len(classes)), self.distance)
         d = pairwise_distance(zq, zs, self.distance)  # (Q, S)
         mask = targets.unsqueeze(0) == torch.arange(len(classes), device=d.device).unsqueeze(1)  # (N, S)
         return -torch.where(mask.unsqueeze(0), d.unsqueeze(1), torch.full_like(d.unsqueeze(1), float("inf"))).amin(-1)

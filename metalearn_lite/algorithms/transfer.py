@@ -35,10 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..fewshot import FewShotMixin, check_task
+from ..distances import squared_euclidean
+from ..fewshot import FewShotMixin, check_task, class_means
 from ..models import Conv4
 from .base import EpisodicMethod
-from .distances import squared_euclidean
 
 HEADS = ("linear", "cosine")
 
@@ -75,47 +75,46 @@ def conv_blocks(backbone: Conv4) -> list[nn.Module]:
 
 
 class Pretrained(EpisodicMethod):
-    """Conv-4 backbone plus a classifier over all meta-train classes, trained with cross-entropy.
+    """A backbone plus a classifier over all training classes, trained with cross-entropy.
 
-    Trained by the one trainer on :class:`~metalearn_lite.class_batches.ClassBatches`: every step a
-    class-balanced batch of ``ways * shots`` images (``--ways`` classes, ``--shots`` drawings each)
-    labelled with global class ids.  As a :class:`FewShotClassifier` it classifies a query by the
-    nearest class mean of the frozen features (the cheap adaptation used for validation); wrap it
-    in :class:`LinearProbe`, :class:`FineTune` or :class:`BaselinePlusPlus` for the others.
+    Trained by the one trainer on class-labelled batches (objects with ``images`` ``(B, *x)`` and global
+    ``labels`` ``(B,)``, e.g. the course's :class:`~metalearn_lite.recipes.omniglot.ClassBatches`).  As a
+    :class:`FewShotClassifier` it classifies a query by the nearest class mean of the frozen features (the
+    cheap adaptation used for validation); wrap it in :class:`LinearProbe`, :class:`FineTune` or
+    :class:`BaselinePlusPlus` for the others.
 
     Args:
-        hidden: Conv-4 filters per block.
-        norm: Conv-4 normalisation; ``"running"`` (default) makes the features of one image
-            independent of the other images it is embedded with, which adaptation relies on.
-        classes: outputs of the pretraining head: the number of training classes (624 = 156
-            characters x 4 rotations; 156 without ``--rotations``).
+        backbone: the feature network; ``None`` gives the course's Conv-4 with ``norm="running"``, which
+            makes the features of one image independent of the other images it is embedded with (which
+            adaptation relies on).
+        classes: outputs of the pretraining head: the number of training classes (624 = 156 Omniglot
+            characters x 4 rotations).
         head: ``"linear"`` (Baseline) or ``"cosine"`` (Baseline++ pretraining).
         scale: cosine head's scale.
-        in_channels, image_size: input shape the head is sized for.
+        image_size: input side the head is sized for (Conv-4's feature width depends on it).
     """
 
     name = "pretrained"
-    queries_needed = False
-    train_defaults: dict[str, Any] = dict(
-        ways=64, shots=2, steps=3000, lr=1e-3, lr_decay_every=1000, rotations=True, augment=True,
-        val_every=250, val_episodes=200, val_ways=5, val_shots=1, save_every=250,
-    )
+    module_args = ("backbone",)
 
     def __init__(
         self,
-        hidden: int = 64,
-        norm: str = "running",
+        backbone: nn.Module | None = None,
         classes: int = 624,
         head: str = "linear",
         scale: float = 10.0,
-        in_channels: int = 1,
         image_size: int = 28,
     ) -> None:
-        super().__init__(hidden=hidden, norm=norm, classes=classes, head=head, scale=scale,
-                         in_channels=in_channels, image_size=image_size)
-        if not isinstance(classes, int) or classes < 2:
+        if backbone is None:
+            backbone = Conv4(norm="running")
+        if not isinstance(backbone, Conv4):
+            raise ValueError(f"Pretrained needs a Conv4 backbone (the adaptation wrappers fine-tune its blocks); "
+                             f"got {type(backbone).__name__}. For your own network use ProtoNet(encoder=...)")
+        super().__init__(backbone=backbone, classes=classes, head=head, scale=scale, image_size=image_size)
+        if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
             raise ValueError(f"classes must be an int >= 2 (the training classes); got {classes!r}")
-        self.backbone = Conv4(in_channels, hidden, norm)
+        self.classes = classes
+        self.backbone = backbone
         self.head = _make_head(head, self.backbone.embedding_dim(image_size), classes, scale)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -127,7 +126,10 @@ class Pretrained(EpisodicMethod):
         return self.head(self.embed(x))
 
     def loss(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cross-entropy and accuracy on a :class:`~metalearn_lite.class_batches.ClassBatch`."""
+        """Cross-entropy and accuracy on a batch with ``images`` and global class ``labels``."""
+        if int(batch.labels.max()) >= self.classes:
+            raise ValueError(f"the batch has class ids up to {int(batch.labels.max())} but the head has {self.classes} "
+                             f"classes; build the model with classes >= {int(batch.labels.max()) + 1}")
         logits = self(batch.images)
         return F.cross_entropy(logits, batch.labels), (logits.argmax(-1) == batch.labels).float().mean()
 
@@ -137,20 +139,7 @@ class Pretrained(EpisodicMethod):
         # one pass for both, so that with norm="batch" they share statistics (as in ProtoNet)
         z = self.embed(torch.cat([support_x, query_x]))
         zs, zq = z[: len(support_x)], z[len(support_x) :]
-        means = torch.zeros(len(classes), zs.shape[1], dtype=zs.dtype, device=zs.device)
-        means.index_add_(0, targets, zs)
-        means = means / torch.bincount(targets, minlength=len(classes)).unsqueeze(1).to(zs.dtype)
-        return -squared_euclidean(zq, means)
-
-    def task_source(self, config: Any, device: torch.device) -> Any:
-        from ..class_batches import ClassBatches
-
-        if config.image_size != self.config["image_size"]:
-            raise ValueError(
-                f"this model's head is sized for {self.config['image_size']}-pixel images but the run uses "
-                f"--image-size {config.image_size}; build the model with image_size={config.image_size}"
-            )
-        return ClassBatches(config, device, classes=self.config["classes"])
+        return -squared_euclidean(zq, class_means(zs, targets, len(classes)))
 
 
 @contextmanager
@@ -222,9 +211,7 @@ class LinearProbe(_Wrapper):
         zs, zq = self.features(support_x), self.features(query_x)
         n = len(classes)
         if self.head == "centroid" or n == 1:
-            means = torch.zeros(n, zs.shape[1], dtype=zs.dtype, device=zs.device).index_add_(0, targets, zs)
-            means = means / torch.bincount(targets, minlength=n).unsqueeze(1).to(zs.dtype)
-            return -squared_euclidean(zq, means)
+            return -squared_euclidean(zq, class_means(zs, targets, n))
         from sklearn.linear_model import LogisticRegression
         from threadpoolctl import threadpool_limits
 
@@ -326,8 +313,7 @@ class _GradientAdapter(_Wrapper):
             z = backbone.embed(support_x)
             if self.head_kind == "cosine":
                 z = F.normalize(z, dim=-1)
-            means = torch.zeros(n, dim, dtype=z.dtype, device=z.device).index_add_(0, targets, z)
-            means = means / torch.bincount(targets, minlength=n).unsqueeze(1).to(z.dtype)
+            means = class_means(z, targets, n)
             if self.head_kind == "cosine":  # class-mean directions: step 0 = cosine nearest centroid
                 head.weight.copy_(means)
             else:  # w_c = 2 p_c, b_c = -|p_c|^2: step 0 = nearest class mean (ProtoNet's linear form)

@@ -12,14 +12,9 @@ All sequences of one batch share their length, so a batch is one stacked tensor 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
-from ..task_sources import TaskSource, no_alphabets
-
-if TYPE_CHECKING:
-    from ..training import TrainConfig
+from ..devices import resolve_device
 
 
 def copy_batch(batch: int, length: int, bits: int = 8, generator: torch.Generator | None = None,
@@ -38,36 +33,23 @@ def copy_batch(batch: int, length: int, bits: int = 8, generator: torch.Generato
     return inputs, seq
 
 
-class CopyTasks(TaskSource):
-    """Training batches of ``config.tasks`` sequences, one length per batch drawn from ``1..max_length``.
+class CopyTasks:
+    """Seeded copy-task batches: ``sample(n)`` gives ``n`` sequences of one length drawn from ``1..max_length``.
 
-    Validation: mean wrong bits per sequence on ``config.val_episodes`` fixed sequences of length
-    ``max_length``; the score is its negative (higher is better).
+    A task source for :func:`~metalearn_lite.train` (its ``generator`` is saved with a resumable run).
     """
 
-    def __init__(self, config: TrainConfig, device: torch.device, bits: int = 8) -> None:
-        if config.max_length < 1:
-            raise ValueError(f"max_length must be >= 1; got {config.max_length}")
-        no_alphabets(config, "copy-task sequences")
-        self.config, self.device, self.bits = config, device, bits
-        self.generator = torch.Generator().manual_seed(config.seed)
-        val_gen = torch.Generator().manual_seed(12345)
-        self.val = [t.to(device) for t in copy_batch(config.val_episodes, config.max_length, bits, val_gen)]
+    def __init__(self, max_length: int = 20, bits: int = 8, seed: int = 0,
+                 device: str | torch.device | None = None) -> None:
+        for name, v in (("max_length", max_length), ("bits", bits)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int; got {v!r}")
+        self.max_length, self.bits, self.device = max_length, bits, resolve_device(device)
+        self.generator = torch.Generator().manual_seed(seed)
 
-    def generators(self) -> dict[str, torch.Generator]:
-        return {"copy": self.generator}
-
-    def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(self, tasks: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(inputs (T, 2L+1, bits+1), targets (T, L, bits))`` for one random length ``L``."""
         g = self.generator
-        length = int(torch.randint(1, self.config.max_length + 1, (1,), generator=g))
-        inputs, targets = copy_batch(self.config.tasks, length, self.bits, g)
+        length = int(torch.randint(1, self.max_length + 1, (1,), generator=g))
+        inputs, targets = copy_batch(tasks, length, self.bits, g)
         return inputs.to(self.device), targets.to(self.device)
-
-    @torch.no_grad()
-    def validate(self, method: torch.nn.Module) -> tuple[float, dict[str, float]]:
-        from ..algorithms.ntm import bit_errors
-
-        method.eval()
-        logits, _ = method(self.val[0])
-        bits = float(bit_errors(logits, self.val[1]).mean())
-        return -bits, {"val_bits": bits}

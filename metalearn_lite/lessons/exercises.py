@@ -1,8 +1,9 @@
 """Automatic checks for the lessons' exercises.
 
 Each ``check_*`` function takes the reader's function, tries it on cases with known answers, and
-returns ``True`` after printing a confirmation, or ``False`` after printing what was wrong and a
-hint.  With ``strict=True`` a wrong answer raises :class:`CheckFailed` instead (the tests use this).
+prints a confirmation, or what was wrong and a hint.  It returns ``None``, so that a notebook cell
+ending in a check shows the verdict alone (a returned ``True``/``False`` would be echoed after it).
+With ``strict=True`` a wrong answer raises :class:`CheckFailed` instead (the tests use this).
 """
 
 from __future__ import annotations
@@ -37,22 +38,22 @@ def answer_tensor(got: Any, what: str, shape: tuple[int, ...] | None = None) -> 
     return got
 
 
-def report(check: Callable[[Any], str], answer: Any, strict: bool = False) -> bool:
-    """Run ``check(answer)``; print its success message or the reason it failed."""
+def report(check: Callable[[Any], str], answer: Any, strict: bool = False) -> None:
+    """Run ``check(answer)``; print its success message or the reason it failed.  Returns ``None``: the
+    printed verdict is the whole result (a notebook cell would echo a returned bool after it)."""
     try:
         message = check(answer)
     except CheckFailed as err:
         if strict:
             raise
         print(f"Not yet: {err}")
-        return False
+        return
     except Exception as err:  # the reader's code raised: show it as feedback, not a crash
         if strict:
             raise CheckFailed(f"your function raised {type(err).__name__}: {err}") from err
         print(f"Not yet: your function raised {type(err).__name__}: {err}")
-        return False
+        return
     print(f"Correct! {message}")
-    return True
 
 
 def _episode_sizes(fn: Callable[[int, int, int], tuple[int, int]]) -> str:
@@ -70,6 +71,6 @@ def _episode_sizes(fn: Callable[[int, int, int], tuple[int, int]]) -> str:
     return "a task holds ways x shots support images and ways x queries query images."
 
 
-def check_episode_sizes(fn: Callable[[int, int, int], tuple[int, int]], strict: bool = False) -> bool:
+def check_episode_sizes(fn: Callable[[int, int, int], tuple[int, int]], strict: bool = False) -> None:
     """Lesson 00: ``fn(ways, shots, queries) -> (support images, query images)``."""
     return report(_episode_sizes, fn, strict)

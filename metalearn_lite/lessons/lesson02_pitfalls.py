@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..algorithms.distances import squared_euclidean
+from ..distances import squared_euclidean
 from ..models import MLP
 
 

@@ -13,7 +13,7 @@ from matplotlib.axes import Axes
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 from torch import nn
 
-from ..algorithms.distances import pairwise_distance
+from ..distances import pairwise_distance
 
 
 def embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

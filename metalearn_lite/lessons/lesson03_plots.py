@@ -23,10 +23,10 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ..algorithms.distances import squared_euclidean
-from ..algorithms.protonet import prototypes
+from ..distances import squared_euclidean
 from ..episodes import Episode
-from .embedding_plots import pca_axes
+from ..fewshot import class_means
+from .lesson02_plots import pca_axes
 
 #: Class colours of the lesson figures (matplotlib's tab10, then tab20's light shades).
 COLOURS = [plt.get_cmap("tab10")(i) for i in range(10)] + [plt.get_cmap("tab20")(2 * i + 1) for i in range(10)]
@@ -61,7 +61,7 @@ def prototype_map(model: torch.nn.Module, episode: Episode, task: int = 0, resol
     ep = episode.task(task)
     ways = int(ep.support_y.max()) + 1
     zs, zq = model.embed_task(ep.support_x, ep.query_x)  # one pass, as the model classifies
-    protos = prototypes(zs, ep.support_y, ways)
+    protos = class_means(zs, ep.support_y, ways)
     pred_full = (-squared_euclidean(zq, protos)).argmax(-1)[0]
     zs, zq, protos, sy, qy = zs[0], zq[0], protos[0], ep.support_y[0], ep.query_y[0]
 

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from .scarcity import Fit
+from .lesson01_scarcity import Fit
 
 
 def plot_learning_curves(curves: dict[str, dict[str, np.ndarray]], shots: Sequence[int], chance: float) -> Figure:

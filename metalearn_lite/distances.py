@@ -12,7 +12,6 @@ All functions take ``a`` ``(..., M, D)`` and ``b`` ``(..., N, D)`` and return ``
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 DISTANCES = ("euclidean", "cosine")
 
@@ -28,8 +27,13 @@ def squared_euclidean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def cosine_similarity(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """``cos(a_i, b_j)`` for every pair: ``(..., M, D), (..., N, D) -> (..., M, N)``."""
-    return F.normalize(a, dim=-1, eps=eps) @ F.normalize(b, dim=-1, eps=eps).transpose(-1, -2)
+    """``cos(a_i, b_j) = a_i . b_j / (|a_i| |b_j| + eps)`` for every pair: ``(..., M, D), (..., N, D) -> (..., M, N)``.
+
+    The one cosine of the package: the metric methods, the NTM's and the MANN's memory reads use it.
+    A zero vector (an empty memory slot) has cosine 0 with everything, and its gradient stays finite.
+    """
+    dot = a @ b.transpose(-1, -2)
+    return dot / (a.norm(dim=-1).unsqueeze(-1) * b.norm(dim=-1).unsqueeze(-2) + eps)
 
 
 def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
