@@ -11,6 +11,7 @@ Each recipe is its own subcommand (`train maml --help` lists what maml uses).
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import shutil
 import sys
@@ -22,6 +23,7 @@ from .algorithms.ntm import flush_denormals
 from .checkpoints import available_pretrained, checkpoint_dir, load_checkpoint, load_pretrained, read_checkpoint
 from .datasets import omniglot_split
 from .devices import default_device
+from .distributed import launched_by_torchrun
 from .evaluation import evaluate
 from .fewshot import FewShotClassifier
 from .recipes import RECIPES, Recipe, TaskSettings, recipe_of
@@ -176,6 +178,9 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
 
     recipe, run, settings, model_args = configs(args)
     device = torch.device(args.device) if args.device else default_device()
+    if launched_by_torchrun() and device.type == "cuda":  # one GPU per process: build the tasks on this rank's
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    main_rank = int(os.environ.get("RANK", "0")) == 0
     torch.manual_seed(run.seed)  # the initial weights follow --seed too
     method = recipe.make(settings, getattr(args, "init_body", None), **model_args)
     tasks = recipe.tasks(method.to(device), settings, device, run)
@@ -188,7 +193,7 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
             else f"score {result.best_val:.4g} ({', '.join(metrics)}; higher is better)")
     print(f"{'stopped' if result.interrupted else 'finished'} at step {result.step}; "
           f"best validation {best} -> {result.best_path}")
-    if args.save_as and not result.interrupted:
+    if args.save_as and not result.interrupted and main_rank:  # under torchrun, rank 0 wrote best.pt
         Path(args.save_as).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(result.best_path, args.save_as)
         print(f"saved {args.save_as}")

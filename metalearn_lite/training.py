@@ -12,6 +12,12 @@ Adam and step decay, validates every ``val_every`` steps, and keeps two checkpoi
 Calling ``train`` again with the same ``out_dir`` resumes from ``last.pt`` and continues with exactly the
 tasks an uninterrupted run would have drawn.  Ctrl-C saves ``last.pt`` and returns.
 
+Under ``torchrun`` (or with ``distributed=True``) it runs on every process with ``torch.distributed`` and
+DDP (:mod:`metalearn_lite.distributed`): each rank draws ``tasks_per_step / ranks`` tasks from its own
+stream (its task generators re-seeded from the run's seed and its rank), the gradients are averaged,
+and only rank 0 validates, writes ``best.pt`` and ``last.pt`` (with every rank's random state, so a
+resumed run with the same number of processes continues exactly) and shows the progress bar.
+
 What the trainer asks of its inputs:
 
 * ``tasks.sample(n)``: the next training meta-batch, passed as is to ``method.loss``; its random state is
@@ -35,6 +41,7 @@ from tqdm.auto import tqdm
 from .algorithms import EpisodicMethod
 from .checkpoints import load_weights, read_checkpoint, save_checkpoint
 from .devices import resolve_device
+from .distributed import Group, agree, gather, join, leave, reseed, share, wrap
 from .episodes import Episode
 
 
@@ -156,6 +163,7 @@ def train(
     command: str = "",
     task_config: dict[str, Any] | None = None,
     recipe: str | None = None,
+    distributed: bool | None = None,
     **settings: Any,
 ) -> TrainResult:
     """Train ``method`` on tasks drawn from ``tasks`` (see the module docstring).
@@ -175,6 +183,8 @@ def train(
         resume: continue from ``out_dir/last.pt`` if it exists.
         command, task_config, recipe: recorded in the checkpoints (the CLI's command line, the task
             source's settings, the course recipe's name).
+        distributed: train on every process of a ``torch.distributed`` group (DDP); ``None``: when launched
+            by ``torchrun`` or inside an initialised process group.
 
     Example::
 
@@ -190,16 +200,30 @@ def train(
     cfg = TrainConfig(**{**(asdict(config) if config is not None else {}), **settings})
     _check_inputs(method, tasks)
     out = Path(out_dir)
+    group, device = join(distributed, None if device is None else torch.device(device))
+    try:
+        return _train(method, tasks, val_tasks, cfg, out, device, progress, resume, command, task_config, recipe,
+                      group)
+    finally:
+        leave(group)
+
+
+def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig, out: Path, device: Any,
+           progress: bool, resume: bool, command: str, task_config: dict[str, Any] | None, recipe: str | None,
+           group: Group) -> TrainResult:
     device = resolve_device(device, next(method.parameters()))
     method.to(device)
     torch.manual_seed(cfg.seed)
+    per_rank = share(cfg.tasks_per_step, group)
+    if group.active:  # every rank its own stream of tasks, derived from the run's seed
+        reseed(task_generators(tasks), cfg.seed, group.rank)
 
     if cfg.compile:  # before any work, which for some task sources is long
         if not hasattr(method, "compile_training"):
             raise ValueError(f"{method.name} has no compiled training step (compile=True is for: mann); "
                              "train it without compile")
         method.compile_training()
-    validator = _validator(val_tasks, cfg.val_episodes)
+    validator = _validator(val_tasks, cfg.val_episodes) if group.is_main else None
     opt = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=cfg.lr,
                            weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
@@ -213,25 +237,36 @@ def train(
                 f"{last} belongs to a different run ({blob.get('method')} {blob.get('config')}); "
                 "choose another out_dir, or pass resume=False to start over (it will be overwritten)"
             )
+        ranks = blob.get("rng_ranks")
+        if (ranks or 1) != group.world:
+            raise ValueError(f"{last} was written by a run on {ranks or 1} process(es); resume it on as many "
+                             f"(this run has {group.world}), or pass resume=False to start over")
         load_weights(method, blob)
         opt.load_state_dict(blob["optimizer"])
         sched.load_state_dict(blob["scheduler"])
         step, best_val, history = blob["step"], blob["best_val"], blob["history"]
-        _set_rng_state(tasks, blob["rng"])
+        _set_rng_state(tasks, blob["rng"][group.rank] if group.active else blob["rng"])
+    loss_of = wrap(method, device) if group.active else method.loss
 
     def save(path: Path, training_state: bool, rng: dict[str, torch.Tensor] | None = None) -> None:
+        """Write a checkpoint (rank 0); with ``training_state``, every rank takes part (their random states)."""
         extra: dict[str, Any] = {"train_config": asdict(cfg), "task_config": task_config or {}, "recipe": recipe,
                                  "command": command, "seed": cfg.seed, "step": step, "best_val": best_val,
                                  "history": history}
         if training_state:
-            rng = rng or _rng_state(tasks)
-            extra.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(), rng=rng)
-        save_checkpoint(path, method, **extra)
+            states = gather(rng or _rng_state(tasks), group)
+            extra.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                         rng=states if group.active else states[0])
+            if group.active:
+                extra["rng_ranks"] = group.world
+        if group.is_main:
+            save_checkpoint(path, method, **extra)
 
     start = time.monotonic()
     interrupted = False
     method.train()
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=method.name, dynamic_ncols=True)
+    bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and group.is_main), desc=method.name,
+               dynamic_ncols=True)
     run_loss = run_acc = None
     rng_before, step_started = None, False
     try:
@@ -239,7 +274,7 @@ def train(
             # the random state before this step's draws: an interrupt inside the step saves this one,
             # so the resumed run draws the same tasks again
             rng_before, step_started = _rng_state(tasks), True
-            loss, acc = method.loss(tasks.sample(cfg.tasks_per_step))
+            loss, acc = loss_of(tasks.sample(per_rank))
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"the training loss became {loss.item()} at step {step + 1}; lower the learning rate "
@@ -258,8 +293,9 @@ def train(
             run_acc = av if run_acc is None else 0.95 * run_acc + 0.05 * av
             bar.update(1)
             bar.set_postfix(loss=f"{run_loss:.3f}", acc=f"{run_acc:.3f}")
-            over_time = cfg.time_limit_min > 0 and time.monotonic() - start > 60 * cfg.time_limit_min
-            if step % cfg.val_every == 0 or step == cfg.steps or over_time:
+            over_time = cfg.time_limit_min > 0 and agree(time.monotonic() - start > 60 * cfg.time_limit_min,
+                                                             group)
+            if (step % cfg.val_every == 0 or step == cfg.steps or over_time) and group.is_main:
                 if validator is None:
                     score, metrics = -run_loss, {}
                 else:
@@ -279,10 +315,13 @@ def train(
                 break
     except KeyboardInterrupt:
         interrupted = True
-        # weights and optimiser change only in opt.step(), at the end of a step; an interrupt before it
-        # leaves them as after `step` steps, so pair them with the random state from before the draws
-        save(last, training_state=True, rng=rng_before if step_started else None)
-        print(f"\ninterrupted at step {step}: state saved to {last}; run again to resume")
+        if group.active:  # the other ranks may be gone: no collective call can be trusted now
+            print(f"\ninterrupted at step {step}: resume from the last save in {last} (every {cfg.save_every} steps)")
+        else:
+            # weights and optimiser change only in opt.step(), at the end of a step; an interrupt before it
+            # leaves them as after `step` steps, so pair them with the random state from before the draws
+            save(last, training_state=True, rng=rng_before if step_started else None)
+            print(f"\ninterrupted at step {step}: state saved to {last}; run again to resume")
     finally:
         bar.close()
     return TrainResult(out, step, best_val, history, interrupted)

@@ -16,6 +16,7 @@ LAYERS = {
     "datasets": 1,
     "algorithms": 2,
     "training": 3,
+    "distributed": 3,
     "checkpoints": 3,
     "recipes": 4,
     "cli": 5,
