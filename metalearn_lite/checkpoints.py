@@ -79,8 +79,8 @@ def upgrade_format_1(blob: dict[str, Any]) -> dict[str, Any]:
     elif name in ("maml_regressor", "reptile_regressor"):
         name = name.split("_")[0]
         hidden, layers = c.pop("hidden"), c.pop("layers")
-        c = {"model": {"name": "mlp", "in_features": 1, "hidden": [hidden] * layers, "out_features": 1}, "ways": 1,
-             **c, "loss": "mse", "head": f"net.{2 * layers}."}
+        c = {"model": {"name": "mlp", "in_features": 1, "hidden": [hidden] * layers, "out_features": 1}, "ways": 5,
+             **c, "zero_head": False, "loss": "mse", "head": f"net.{2 * layers}."}
     elif name in ("mann", "lstm_oneshot"):
         kind = c.pop("encoder")
         encoder = {"pixels": None, "conv": _conv4(hidden=32, norm="running"),
