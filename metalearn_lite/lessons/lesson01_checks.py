@@ -67,7 +67,7 @@ def _split(fn: Callable[[torch.Tensor, int, int, torch.Generator], Any]) -> str:
     return "every class gives K drawings to training and different ones to the held-out set."
 
 
-def check_split(fn: Callable[[torch.Tensor, int, int, torch.Generator], Any], strict: bool = False) -> bool:
+def check_split(fn: Callable[[torch.Tensor, int, int, torch.Generator], Any], strict: bool = False) -> None:
     """``fn(images (C, D, 1, H, W), shots, held_out, generator) -> (x_train, y_train, x_test, y_test)``."""
     return report(_split, fn, strict)
 
@@ -92,6 +92,6 @@ def _random_labels(fn: Callable[[torch.Tensor, torch.Generator], Any]) -> str:
     return "the labels are permuted: every class keeps its count, but which image has which label is now noise."
 
 
-def check_random_labels(fn: Callable[[torch.Tensor, torch.Generator], Any], strict: bool = False) -> bool:
+def check_random_labels(fn: Callable[[torch.Tensor, torch.Generator], Any], strict: bool = False) -> None:
     """``fn(y (B,), generator) -> (B,)``: the same labels in a random order."""
     return report(_random_labels, fn, strict)

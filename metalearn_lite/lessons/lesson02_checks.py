@@ -78,7 +78,7 @@ def _pairwise_sq_dists(fn: Callable[[Tensor, Tensor], Tensor]) -> str:
     return "squared Euclidean distances for every pair, with the (M, N) layout every metric method uses."
 
 
-def check_pairwise_sq_dists(fn: Callable[[Tensor, Tensor], Tensor], strict: bool = False) -> bool:
+def check_pairwise_sq_dists(fn: Callable[[Tensor, Tensor], Tensor], strict: bool = False) -> None:
     """Exercise 1: ``fn(a (M, D), b (N, D)) -> (M, N)`` with entries ``||a_i - b_j||^2``."""
     return report(_pairwise_sq_dists, fn, strict)
 
@@ -153,7 +153,7 @@ def _contrastive(fn: Callable[[Tensor, Tensor, float], Tensor]) -> str:
     return "your loss matches metalearn_lite.algorithms.metric.contrastive_loss on every batch."
 
 
-def check_contrastive_loss(fn: Callable[[Tensor, Tensor, float], Tensor], strict: bool = False) -> bool:
+def check_contrastive_loss(fn: Callable[[Tensor, Tensor, float], Tensor], strict: bool = False) -> None:
     """Exercise 2: ``fn(z (B, D), y (B,), margin) -> scalar`` equal to the package's contrastive loss."""
     return report(_contrastive, fn, strict)
 
@@ -234,6 +234,6 @@ def _batch_hard(fn: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]) -> str:
     return "for every anchor, the farthest positive and the nearest negative: the hardest triplet in the batch."
 
 
-def check_batch_hard(fn: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], strict: bool = False) -> bool:
+def check_batch_hard(fn: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], strict: bool = False) -> None:
     """Exercise 3: ``fn(d (B, B) distances, y (B,)) -> (positive index (B,), negative index (B,))``."""
     return report(_batch_hard, fn, strict)

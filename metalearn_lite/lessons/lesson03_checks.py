@@ -121,7 +121,7 @@ def _prototypes(fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -
 
 def check_prototypes(
     fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor], strict: bool = False
-) -> bool:
+) -> None:
     """Lesson 03: ``fn(z (T, S, D), targets (T, S), ways) -> (T, ways, D)`` class means."""
     return report(_prototypes, fn, strict)
 
@@ -206,7 +206,7 @@ def _logits(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> str:
     )
 
 
-def check_logits(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], strict: bool = False) -> bool:
+def check_logits(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], strict: bool = False) -> None:
     """Lesson 03: ``fn(query_z (T, Q, D), protos (T, N, D)) -> (T, Q, N)`` logits ``-||z - p_c||^2``."""
     return report(_logits, fn, strict)
 
@@ -253,7 +253,7 @@ def check_protonet_logits(
     model: Any,
     episode: Any,
     strict: bool = False,
-) -> bool:
+) -> None:
     """Lesson 03: the reader's two functions, on ``model``'s embeddings of ``episode``, give its logits.
 
     ``model`` is a squared-Euclidean :class:`~metalearn_lite.algorithms.protonet.ProtoNet`;

@@ -99,7 +99,7 @@ def _meta_gradient(fn: MetaGradFn) -> str:
     return "this is MAML's second-order meta-gradient, (I - lr H_S) grad L_Q(theta'), the same as the package's."
 
 
-def check_meta_gradient(fn: MetaGradFn, strict: bool = False) -> bool:
+def check_meta_gradient(fn: MetaGradFn, strict: bool = False) -> None:
     """``fn(net, params, sx, sy, qx, qy, lr) -> {name: dL_Q(theta')/dtheta}`` for one inner step of SGD."""
     return report(_meta_gradient, fn, strict)
 
@@ -131,7 +131,7 @@ def _reptile_update(fn: Callable[[dict, dict, float], dict]) -> str:
                       "new = theta + eps * (phis.mean(0) - theta)")
 
 
-def check_reptile_update(fn: Callable[[dict, dict, float], dict], strict: bool = False) -> bool:
+def check_reptile_update(fn: Callable[[dict, dict, float], dict], strict: bool = False) -> None:
     """``fn(theta, phis, eps) -> new theta``: ``theta`` ``{name: tensor}``, ``phis`` ``{name: (T, *shape)}``."""
     return report(_reptile_update, fn, strict)
 

@@ -83,7 +83,7 @@ def _content(fn: Callable[..., torch.Tensor]) -> str:
     return "content addressing is a softmax over slots of beta times the cosine similarity."
 
 
-def check_content_weighting(fn: Callable[..., torch.Tensor], strict: bool = False) -> bool:
+def check_content_weighting(fn: Callable[..., torch.Tensor], strict: bool = False) -> None:
     """Lesson 05: ``fn(key (B, M), memory (B, N, M), beta (B, 1)) -> (B, N)``."""
     return report(_content, fn, strict)
 
@@ -139,7 +139,7 @@ def _shift(fn: Callable[..., torch.Tensor]) -> str:
     return "the shift is a circular convolution of the weighting with the offset distribution."
 
 
-def check_shift(fn: Callable[..., torch.Tensor], strict: bool = False) -> bool:
+def check_shift(fn: Callable[..., torch.Tensor], strict: bool = False) -> None:
     """Lesson 05: ``fn(w (B, N), s (B, 2r+1)) -> (B, N)`` (offsets ``-r..r``)."""
     return report(_shift, fn, strict)
 
@@ -187,7 +187,7 @@ def _lru(fn: Callable[..., torch.Tensor]) -> str:
     return "the MANN writes to the least-used slot, or (by its gate) back to where it just read."
 
 
-def check_lru_write(fn: Callable[..., torch.Tensor], strict: bool = False) -> bool:
+def check_lru_write(fn: Callable[..., torch.Tensor], strict: bool = False) -> None:
     """Lesson 05: ``fn(usage (N,), prev_read (N,), g: float) -> (N,)`` write weighting of one head."""
     return report(_lru, fn, strict)
 
@@ -214,6 +214,6 @@ def _next_slot(answer: Any) -> str:
     raise CheckFailed(f"slot {answer} has usage {usage[answer]}; look for the smallest usage")
 
 
-def check_next_write_slot(answer: int, strict: bool = False) -> bool:
+def check_next_write_slot(answer: int, strict: bool = False) -> None:
     """Lesson 05: which slot receives the next write for :data:`LRU_QUESTION`?"""
     return report(_next_slot, answer, strict)

@@ -50,7 +50,7 @@ def _cosine_logits(fn: Callable[[torch.Tensor, torch.Tensor, float], Any]) -> st
                       "F.normalize(w, dim=-1).T and multiply by scale")
 
 
-def check_cosine_logits(fn: Callable[[torch.Tensor, torch.Tensor, float], Any], strict: bool = False) -> bool:
+def check_cosine_logits(fn: Callable[[torch.Tensor, torch.Tensor, float], Any], strict: bool = False) -> None:
     """``fn(z (Q, D), w (N, D), scale) -> (Q, N)`` logits ``scale * cos(z_i, w_c)``."""
     return report(_cosine_logits, fn, strict)
 
@@ -75,6 +75,6 @@ def _freeze(fn: Callable[[Conv4, int], Any]) -> str:
     return "the first blocks keep their pretrained weights; the optimiser only sees the rest."
 
 
-def check_freeze(fn: Callable[[Conv4, int], Any], strict: bool = False) -> bool:
+def check_freeze(fn: Callable[[Conv4, int], Any], strict: bool = False) -> None:
     """``fn(backbone: Conv4, layers)``: freeze (``requires_grad=False``) the first ``layers`` blocks."""
     return report(_freeze, fn, strict)

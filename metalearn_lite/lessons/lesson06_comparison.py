@@ -134,6 +134,7 @@ def plot_by_shots(rows: Sequence[Row], shift: str, ways: int = 5) -> Figure:
         k, m, c = zip(*pts)
         ax.errorbar(k, [100 * v for v in m], yerr=[100 * v for v in c], marker="o", capsize=3, label=name)
     ax.axhline(100 / ways, color="gray", ls=":", lw=1)
+    ax.set_ylim(0, 100)  # accuracy lives in [0, 100]: wide intervals of a few tasks must not stretch the axis
     ax.set_xlabel("shots (K)")
     ax.set_ylabel("accuracy (%)")
     ax.set_xticks(sorted({r.shots for r in rows}))
