@@ -1,6 +1,7 @@
 # Two commands do everything, each with its own set-up:
 #   make lab    create .venv, install the package (editable) with its pinned dependencies, open JupyterLab
-#   make test   the same set-up, then pytest for the package and nbval over every notebook (quick mode)
+#   make test   the same set-up, then pytest for the package, nbval over every notebook (quick mode), and
+#               every lesson run and its widgets moved in JupyterLab in a real browser (tests/browser)
 
 PYTHON ?= python3
 VENV := .venv
@@ -12,7 +13,7 @@ LAB_FLAGS ?=
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 PYTEST_FLAGS ?=
 
-.PHONY: lab test test-package test-notebooks lint lock clean
+.PHONY: lab test test-package test-notebooks test-browser lint lock clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -22,13 +23,19 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 lab: $(STAMP)
 	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks $(ROOT_FLAG) $(LAB_FLAGS)
 
-test: test-package test-notebooks
+test: test-package test-notebooks test-browser
 
 test-package: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_FLAGS) tests
+	$(BIN)/python -m pytest $(PYTEST_FLAGS) --ignore=tests/browser tests
 
 test-notebooks: $(STAMP)
 	METALEARN_LITE_QUICK=1 $(BIN)/python -m pytest $(PYTEST_FLAGS) --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+
+# Starts `make lab` itself (quick mode) and drives Debian's chromium with Playwright (installed with apt-get
+# when missing and run as root; else a skip, or a failure when CI is set). Screenshots and response times go
+# to tests/browser/screenshots/; METALEARN_LITE_README_SCREENSHOTS=1 also writes docs/screenshots/.
+test-browser: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_FLAGS) -p no:cacheprovider tests/browser
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
