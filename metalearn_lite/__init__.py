@@ -26,6 +26,7 @@ from .algorithms import (
     FineTune,
     LinearProbe,
     LSTMOneShot,
+    MetaLSTM,
     NTMCopy,
     Pretrained,
     ProtoNet,
@@ -33,6 +34,7 @@ from .algorithms import (
     SiameseNet,
     TripletNet,
 )
+from .algorithms.learned_optimizer import LearnedOptimizer
 from .checkpoints import available_pretrained, load_checkpoint, load_pretrained, save_checkpoint
 from .datasets import (
     ALPHABET_SPLITS,
@@ -44,6 +46,7 @@ from .datasets import (
     omniglot_split,
     read_image,
 )
+from .datasets.quadratics import MLPProblems, QuadraticProblems
 from .devices import default_device
 from .episodes import Episode, EpisodeSampler
 from .evaluation import EvalResult, evaluate, mean_ci
@@ -71,6 +74,7 @@ __all__ = [
     "FineTune",
     "LSTMOneShot",
     "LinearProbe",
+    "MetaLSTM",
     "NTMCopy",
     "Omniglot",
     "Pretrained",
@@ -96,3 +100,4 @@ __all__ = [
     "save_checkpoint",
     "train",
 ]
+__all__ += ["LearnedOptimizer", "MLPProblems", "QuadraticProblems"]

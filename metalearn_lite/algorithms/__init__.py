@@ -4,8 +4,10 @@ checkpoints rebuild them from (``method.name -> class``)."""
 from __future__ import annotations
 
 from .base import EpisodicMethod
+from .learned_optimizer import LearnedOptimizer, hand_designed, meta_train, optimize, tune_learning_rate
 from .maml import MAML, AdaptedModel
 from .mann import MANN, LSTMOneShot
+from .meta_lstm import MetaLSTM
 from .ntm import NTMCopy
 from .protonet import ProtoNet
 from .reptile import Reptile
@@ -13,7 +15,8 @@ from .siamese import SiameseNet, TripletNet
 from .transfer import BaselinePlusPlus, FineTune, LinearProbe, Pretrained
 
 METHODS: dict[str, type[EpisodicMethod]] = {
-    cls.name: cls for cls in (ProtoNet, SiameseNet, TripletNet, Pretrained, MAML, Reptile, NTMCopy, MANN, LSTMOneShot)
+    cls.name: cls for cls in (ProtoNet, SiameseNet, TripletNet, Pretrained, MAML, Reptile, NTMCopy, MANN, LSTMOneShot,
+                              MetaLSTM)
 }
 
 
@@ -26,4 +29,5 @@ def build_method(name: str, **config) -> EpisodicMethod:
 
 __all__ = ["METHODS", "MAML", "MANN", "AdaptedModel", "BaselinePlusPlus", "EpisodicMethod", "FineTune",
            "LSTMOneShot", "LinearProbe", "NTMCopy", "Pretrained", "ProtoNet", "Reptile", "SiameseNet", "TripletNet",
-           "build_method"]
+           "build_method", "MetaLSTM"]
+__all__ += ["LearnedOptimizer", "hand_designed", "meta_train", "optimize", "tune_learning_rate"]

@@ -21,6 +21,7 @@ from ..algorithms import (
     MANN,
     EpisodicMethod,
     LSTMOneShot,
+    MetaLSTM,
     NTMCopy,
     Pretrained,
     ProtoNet,
@@ -88,8 +89,9 @@ class Recipe:
         method = self.build(args, settings)
         if init_body:
             if not self.init_body:
-                raise ValueError(f"--init-body does not apply to {self.name}; it starts a maml or reptile model from "
-                                 "a pretrained Conv-4 body")
+                users = ", ".join(r.name for r in RECIPES.values() if r.init_body)
+                raise ValueError(f"--init-body does not apply to {self.name}; it starts a model of {users} from a "
+                                 "pretrained Conv-4 body")
             method.init_body(pretrained_backbone(init_body))
         return method
 
@@ -232,6 +234,15 @@ MANN_FLAGS = {**SEQUENCE_FLAGS,
               "keys_see_input": Flag(bool, False, "the heads' keys and gates also see the step's input")}
 
 
+META_LSTM_FLAGS = {
+    "hidden": HIDDEN, "norm": MAML_FLAGS["norm"],
+    "lstm_hidden": Flag(int, 20, "units of the meta-learner's first LSTM layer (reads the gradient and loss)"),
+    "inner_steps": Flag(int, 5, "learned updates on the support set in training"),
+    "test_steps": Flag(int, 5, "learned updates on the support set at test time"),
+    "zero_head": Flag(bool, False, "start every task from a zero head (the zeroing trick of Kao et al. 2022)"),
+}
+
+
 def _maml(args: dict[str, Any], s: TaskSettings) -> MAML:
     net = _conv(args, s, out_features=s.ways)
     rest = {k: v for k, v in args.items() if k not in ("hidden", "norm")}
@@ -242,6 +253,12 @@ def _reptile(args: dict[str, Any], s: TaskSettings) -> Reptile:
     net = _conv(args, s, out_features=s.ways)
     rest = {k: v for k, v in args.items() if k not in ("hidden", "norm")}
     return Reptile(net, ways=s.ways, **rest)
+
+
+def _meta_lstm(args: dict[str, Any], s: TaskSettings) -> MetaLSTM:
+    net = _conv(args, s, out_features=s.ways)
+    rest = {k: v for k, v in args.items() if k not in ("hidden", "norm")}
+    return MetaLSTM(net, ways=s.ways, **rest)
 
 
 def _sinusoid_net(args: dict[str, Any]) -> MLP:
@@ -286,6 +303,9 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("reptile", "Reptile on a Conv-4 classifier", Reptile, REPTILE_FLAGS, _reptile, _episodes, EPISODE_TASK,
            FOLDER_KEYS,
            dict(MAML_RUN, tasks_per_step=5), dict(MAML_TASK, queries=5), folder=True, init_body=True),
+    Recipe("meta_lstm", "Meta-LSTM (Ravi & Larochelle 2017): a learned LSTM optimiser trains a Conv-4 classifier",
+           MetaLSTM, META_LSTM_FLAGS, _meta_lstm, _episodes, EPISODE_TASK, FOLDER_KEYS,
+           dict(MAML_RUN, tasks_per_step=4), MAML_TASK, folder=True, init_body=True),
     Recipe("maml_regressor", "MAML on sinusoid regression (the paper's 40-40 MLP)", MAML, SINUSOID_FLAGS,
            lambda a, s: MAML(_sinusoid_net(a), loss="mse", **{k: v for k, v in a.items()
                                                                if k not in ("hidden", "layers")}),
@@ -314,7 +334,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
 #: the recipe that trained a checkpoint of a method when the file names none
 DEFAULT_RECIPE = {"protonet": "protonet", "siamese": "siamese", "triplet": "triplet", "pretrained": "pretrained",
                   "maml": "maml", "reptile": "reptile", "ntm_copy": "ntm_copy", "mann": "mann",
-                  "lstm_oneshot": "lstm_oneshot"}
+                  "lstm_oneshot": "lstm_oneshot", "meta_lstm": "meta_lstm"}
 
 
 def get_recipe(name: str) -> Recipe:

@@ -1,0 +1,402 @@
+"""Meta-LSTM (Ravi & Larochelle, ICLR 2017, "Optimization as a model for few-shot learning").
+
+A gradient step looks like the cell update of an LSTM.  Write the learner's weights ``theta`` (all of
+them, flattened into ``P`` coordinates) as the LSTM's cell state ``c``; then
+
+    ``c_t = f_t ⊙ c_{t-1} + i_t ⊙ c~_t``,     ``c~_t = -grad_{theta_{t-1}} L_t``,     ``theta_t = c_t``   (1)
+
+is plain SGD when the forget gate ``f_t = 1`` and the input gate ``i_t = alpha``.  Meta-LSTM *learns*
+the gates: the input gate is a step size and the forget gate a decay of the weights, each chosen per
+coordinate and per step from what the optimiser sees,
+
+    ``i_t = sigmoid(W_I . [grad_t, L_t, theta_{t-1}, i_{t-1}] + b_I)``                          (2)
+    ``f_t = sigmoid(W_F . [grad_t, L_t, theta_{t-1}, f_{t-1}] + b_F)``                          (3)
+
+where ``L_t`` is the learner's loss on the support set at ``theta_{t-1}`` and ``grad_t`` its gradient.
+The initial cell state ``c_0`` is the learner's initial weights, meta-learned with the gates, so the
+method learns an initialisation (as MAML does) *and* an update rule.
+
+As in the paper:
+
+* **Coordinate-wise.** One small network runs on every coordinate of ``theta`` independently (its
+  weights are shared by all ``P`` coordinates; each coordinate has its own state), so it works for a
+  learner of any size.  In the code the coordinates are the rows of ``(P, ...)`` tensors.
+* **Two layers.** ``grad_t`` and ``L_t`` enter (2) and (3) through a first, ordinary LSTM layer with
+  ``lstm_hidden`` units (20 in the paper) whose input is the preprocessed pair, 4 numbers per
+  coordinate; its output ``h_t`` ``(P, H)`` replaces them in the gates:
+  ``i_t = sigmoid(h_t w_I^h + theta_{t-1} w_I^theta + i_{t-1} w_I^i + b_I)`` (and ``f_t`` alike).
+* **Preprocessing** (Andrychowicz et al. 2016, ``p = 10``): a number ``x`` of any magnitude becomes
+  ``(log|x| / p, sign x)`` if ``|x| >= e^-p`` and ``(-1, e^p x)`` otherwise (:func:`preprocess`).
+* **Initialisation.** Every weight of the meta-learner is drawn from ``U(-0.01, 0.01)``; the biases
+  from ``b_F ~ U(4, 5)`` and ``b_I ~ U(-5, -4)`` (``forget_bias`` and ``input_bias`` ± 0.5), so
+  training starts from gradient descent with a small step (``i ≈ 0.01``) and almost no decay
+  (``f ≈ 0.99``).  The previous gates start at ``f_0 = i_0 = 0``, the first layer's state at zero.
+* **No second derivatives.** The learner's gradients and losses are treated as constants: the
+  meta-gradient flows through ``theta_{t-1}`` in (1)-(3) and through the meta-learner's own weights,
+  but not through ``grad_t`` or ``L_t`` (which would need the learner's Hessian).
+
+Meta-training runs ``inner_steps`` updates (1) on a task's support set (each on the whole support
+set) and minimises the cross-entropy of the final learner ``theta_T`` on the task's queries, with
+respect to ``c_0``, the first layer and the gates' weights.  At test time the same updates run
+``test_steps`` times and classify the queries.
+
+Two options the paper does not have, both from the course's MAML (``metalearn_lite.algorithms.maml``):
+``zero_head=True`` starts every task's output layer at zero (the zeroing trick of Kao et al. 2022: a
+head built for each task's number of classes, never meta-trained), and :meth:`MetaLSTM.init_body`
+starts meta-training from a pretrained Conv-4 body.  From a zero head the first update (1) gives the
+head ``-i_1 ⊙ grad_1``, a prototype-like classifier scaled by the learned step sizes (the body's
+gradient is zero at that step, since the scores do not depend on the features yet).
+
+The learner is any classifier ``nn.Module``; its weights go through ``torch.func.functional_call``, so
+the adapted weights are ordinary tensors and the module is never copied or changed per task.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from ..episodes import Episode
+from ..fewshot import check_task
+from ..models import Conv4
+from .base import EpisodicMethod
+from .inner_loop import Params
+from .maml import MAML, AdaptedModel, check_adaptable, find_head, with_gradient
+
+#: the preprocessing constant of Andrychowicz et al. (2016)
+PREPROCESS_P = 10.0
+
+
+def preprocess(x: torch.Tensor, p: float = PREPROCESS_P) -> torch.Tensor:
+    """``x`` ``(...)`` -> ``(..., 2)``: ``(log|x| / p, sign x)`` where ``|x| >= e^-p``, else ``(-1, e^p x)``.
+
+    Gradients span many orders of magnitude; the log keeps them in a range an LSTM can read, and the
+    second branch keeps tiny values (and zero) finite and continuous.
+    """
+    big = x.abs() >= math.exp(-p)
+    magnitude = torch.where(big, x.abs().clamp_min(math.exp(-p)).log() / p, torch.full_like(x, -1.0))
+    sign = torch.where(big, torch.sign(x), x * math.exp(p))
+    return torch.stack([magnitude, sign], -1)
+
+
+class MetaLSTMState(NamedTuple):
+    """The meta-learner's state between two updates, one row per coordinate of ``theta``:
+    the first layer's ``h`` and ``c`` ``(P, H)``, and the last forget and input gates ``(P,)``."""
+
+    h: torch.Tensor
+    c: torch.Tensor
+    forget: torch.Tensor
+    input: torch.Tensor
+
+
+class Unrolled(NamedTuple):
+    """What :meth:`MetaLSTM.unroll` returns: the final weights ``(P,)``, and per update ``t``, the support
+    loss ``L_t`` (a 0-d tensor), the gradient ``grad_t`` ``(P,)`` (both constants) and the gates ``(P,)``."""
+
+    theta: torch.Tensor
+    losses: list[torch.Tensor]
+    grads: list[torch.Tensor]
+    forget: list[torch.Tensor]
+    input: list[torch.Tensor]
+
+
+def _count(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
+    return value
+
+
+class MetaLSTM(EpisodicMethod):
+    """The Meta-LSTM of Ravi & Larochelle (2017) on any classifier (see the module docstring).
+
+    Args:
+        model: the learner, any classifier ``nn.Module`` with one output per class; ``None`` gives the
+            course's Conv-4 (``norm="batch"``) with a ``ways``-output head.  Normalisation must not keep
+            running statistics (every update would change them in place).
+        ways: classes per task (the default model's outputs; a model's outputs must match the tasks'
+            classes, except with ``zero_head``).
+        lstm_hidden: units of the first LSTM layer (20 in the paper).
+        inner_steps: updates (1) on the support set in meta-training (``T``).
+        test_steps: updates at test time (default: ``inner_steps``).
+        zero_head: start every task from a zero output layer built for its classes (needs an ``nn.Linear``
+            head with a bias); the stored head stays zero and is not meta-trained.
+        head: the output layer's submodule name (default: ``model.head``, else the last layer with weights).
+        forget_bias, input_bias: centres of the gate biases' initial ranges (± 0.5): the paper's
+            ``U(4, 5)`` and ``U(-5, -4)``.
+
+    Example::
+
+        method = MetaLSTM(my_net_with_5_outputs, ways=5, inner_steps=5)
+        adapted = method.adapt(support_x, support_y)     # 5 learned updates on one task
+        adapted(query_x)                                 # (Q, 5) scores
+        trace = method.adaptation_trace(support_x, support_y)   # the gates and support losses, step by step
+    """
+
+    name = "meta_lstm"
+    module_args = ("model",)
+    adapts_with_gradients = True  # adaptation needs the learner's gradients, so evaluation keeps autograd on
+
+    def __init__(self, model: nn.Module | None = None, ways: int = 5, lstm_hidden: int = 20, inner_steps: int = 5,
+                 test_steps: int | None = None, zero_head: bool = False, head: str | None = None,
+                 forget_bias: float = 4.5, input_bias: float = -4.5) -> None:
+        _count("ways", ways, 1)
+        _count("lstm_hidden", lstm_hidden, 1)
+        _count("inner_steps", inner_steps, 0)
+        test_steps = inner_steps if test_steps is None else _count("test_steps", test_steps, 0)
+        for key, v in (("forget_bias", forget_bias), ("input_bias", input_bias)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"{key} must be a finite number; got {v!r}")
+        if not isinstance(zero_head, bool):
+            raise ValueError(f"zero_head must be a bool; got {zero_head!r}")
+        if model is None:
+            model = Conv4(norm="batch", out_features=ways)
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model must be a torch.nn.Module (or None for Conv-4); got {type(model).__name__}")
+        if not any(p.requires_grad for p in model.parameters()):
+            raise ValueError(f"the model {type(model).__name__} has no trainable parameters for the meta-learner to "
+                             "update: give MetaLSTM a network with parameters (requires_grad=True)")
+        check_adaptable(model)
+        super().__init__(model=model, ways=ways, lstm_hidden=lstm_hidden, inner_steps=inner_steps,
+                         test_steps=test_steps, zero_head=zero_head, head=find_head(model, head),
+                         forget_bias=float(forget_bias), input_bias=float(input_bias))
+        self.net, self.ways, self.head_prefix = model, ways, self.config["head"]
+        self.inner_steps, self.test_steps, self.zero_head = inner_steps, test_steps, zero_head
+        if zero_head:
+            layer = self.net.get_submodule(self.head_prefix.rstrip(".")) if self.head_prefix else self.net
+            if not isinstance(layer, nn.Linear) or layer.bias is None:
+                raise ValueError(f"zero_head=True needs a head ({self.head_prefix.rstrip('.') or 'the model'}) that "
+                                 f"is an nn.Linear with a bias; got {type(layer).__name__}")
+            for n, p in self.net.named_parameters():
+                if self._zeroed(n):
+                    with torch.no_grad():
+                        p.zero_()
+                    p.requires_grad_(False)
+        self.names = [n for n, p in self.net.named_parameters() if p.requires_grad or self._zeroed(n)]
+        # the meta-learner: the first layer on the preprocessed (gradient, loss), and the two gates, whose
+        # weights act on [h (lstm_hidden), theta, previous gate]
+        self.lstm = nn.LSTMCell(4, lstm_hidden)
+        self.forget_w = nn.Parameter(torch.empty(lstm_hidden + 2))
+        self.input_w = nn.Parameter(torch.empty(lstm_hidden + 2))
+        self.forget_b = nn.Parameter(torch.empty(()))
+        self.input_b = nn.Parameter(torch.empty(()))
+        with torch.no_grad():
+            for p in (*self.lstm.parameters(), self.forget_w, self.input_w):
+                p.uniform_(-0.01, 0.01)
+            self.forget_b.uniform_(forget_bias - 0.5, forget_bias + 0.5)
+            self.input_b.uniform_(input_bias - 0.5, input_bias + 0.5)
+
+    # ------------------------------------------------------------------ the learner's weights as one vector
+
+    def _zeroed(self, name: str) -> bool:
+        return self.zero_head and name.startswith(self.head_prefix)
+
+    _task_classes: int | None = None
+
+    def task_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of one task's scores ``(B, N)``, refusing scores that do not have one column per class."""
+        classes = self._task_classes
+        if output.dim() != 2 or (classes is not None and output.shape[-1] != classes):
+            raise ValueError(
+                f"the model outputs {tuple(output.shape)} for {target.shape[0]} examples, but each needs one score "
+                f"per class ({classes} classes in these tasks): give its last layer {classes} outputs (e.g. "
+                f"nn.Linear(features, {classes})), train on {output.shape[-1]}-way tasks, or use zero_head=True, "
+                "which builds the head for each task's classes"
+            )
+        return F.cross_entropy(output, target)
+
+    def start(self, ways: int | None = None) -> tuple[torch.Tensor, list[tuple[str, torch.Size]]]:
+        """``c_0``: the meta-learned initial weights as one vector ``(P,)`` (differentiable), and the
+        ``(name, shape)`` of each parameter in it, in order.  With ``zero_head`` the head is zeros with
+        ``ways`` rows (default: the stored head's)."""
+        parts, shapes = [], []
+        for n, p in self.net.named_parameters():
+            if n not in self.names:
+                continue
+            if self._zeroed(n) and ways is not None:
+                p = p.new_zeros((ways, *p.shape[1:]))
+            parts.append(p.reshape(-1))
+            shapes.append((n, p.shape))
+        return torch.cat(parts), shapes
+
+    def params(self, theta: torch.Tensor, shapes: list[tuple[str, torch.Size]]) -> Params:
+        """The learner's ``{name: tensor}`` from a weight vector ``(P,)`` (views of it), with the parameters
+        that are not adapted (``requires_grad=False``) as they are."""
+        fixed = {n: p for n, p in self.net.named_parameters() if n not in self.names}
+        pieces = theta.split([math.prod(s) for _, s in shapes])
+        return {**fixed, **{n: t.view(s) for (n, s), t in zip(shapes, pieces)}}
+
+    def support_gradient(self, theta: torch.Tensor, shapes: list[tuple[str, torch.Size]], x: torch.Tensor,
+                         y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(grad_t, L_t)``: the gradient ``(P,)`` and the loss (0-d) of the learner at ``theta`` on ``x``,
+        ``y``, both constants (detached: no second derivatives)."""
+        with torch.enable_grad():
+            leaf = theta.detach().requires_grad_(True)
+            loss = self.task_loss(functional_call(self.net, self.params(leaf, shapes), (x,)), y)
+            (grad,) = torch.autograd.grad(loss, leaf)
+        return grad, loss.detach()
+
+    # ------------------------------------------------------------------ the meta-learner
+
+    def update(self, theta: torch.Tensor, grad: torch.Tensor, loss: torch.Tensor,
+               state: MetaLSTMState | None = None) -> tuple[torch.Tensor, MetaLSTMState]:
+        """One update (1)-(3): ``theta_{t-1}`` ``(P,)``, ``grad_t`` ``(P,)``, ``L_t`` (0-d) -> ``theta_t`` ``(P,)``
+        and the new state (``state=None``: the first update, from zero state and ``f_0 = i_0 = 0``)."""
+        rows = theta.shape[0]
+        if state is None:
+            zeros = theta.new_zeros(rows, self.lstm.hidden_size)
+            state = MetaLSTMState(zeros, zeros, theta.new_zeros(rows), theta.new_zeros(rows))
+        x = torch.cat([preprocess(grad), preprocess(loss.reshape(())).expand(rows, 2)], 1)  # (P, 4)
+        h, c = self.lstm(x, (state.h, state.c))  # (P, H)
+        k = self.lstm.hidden_size
+        forget = torch.sigmoid(h @ self.forget_w[:k] + theta * self.forget_w[k] + state.forget * self.forget_w[k + 1]
+                               + self.forget_b)
+        gate_in = torch.sigmoid(h @ self.input_w[:k] + theta * self.input_w[k] + state.input * self.input_w[k + 1]
+                                + self.input_b)
+        return forget * theta - gate_in * grad, MetaLSTMState(h, c, forget, gate_in)
+
+    def unroll(self, theta: torch.Tensor, shapes: list[tuple[str, torch.Size]], x: torch.Tensor, y: torch.Tensor,
+               steps: int, given: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> Unrolled:
+        """``steps`` updates from ``theta`` ``(P,)`` on one task's support set ``x`` ``(S, ...)``, ``y`` ``(S,)``.
+
+        The updates are differentiable with respect to ``theta`` and the meta-learner when autograd is on.
+        ``given`` replaces the learner's ``(grad_t, L_t)`` of each step by fixed values (the tests use it to
+        differentiate the unrolled updates numerically with the gradients held constant, as the
+        meta-gradient treats them).
+        """
+        state, losses, grads, forget, gate_in = None, [], [], [], []
+        for t in range(steps):
+            grad, loss = given[t] if given is not None else self.support_gradient(theta, shapes, x, y)
+            if not bool(torch.isfinite(loss)):
+                raise FloatingPointError(
+                    f"the learner's support loss is {float(loss)} before update {t + 1} of {steps}: "
+                    + ("the meta-learned initial weights diverged; lower the learning rate (--lr)" if t == 0 else
+                       "the learned updates diverged; lower the learning rate (--lr), clip the gradients "
+                       "(grad_clip) or take fewer steps")
+                )
+            theta, state = self.update(theta, grad, loss, state)
+            losses.append(loss)
+            grads.append(grad)
+            forget.append(state.forget)
+            gate_in.append(state.input)
+        return Unrolled(theta, losses, grads, forget, gate_in)
+
+    # ------------------------------------------------------------------ meta-training
+
+    def _with_classes(self, labels: torch.Tensor) -> int:
+        self._task_classes = int(labels.max()) + 1
+        return self._task_classes
+
+    def task_query_loss(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor,
+                        query_y: torch.Tensor, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One task with labels ``0..N-1``: the query loss after ``steps`` (default ``inner_steps``) updates from
+        ``c_0`` (differentiable when autograd is on) and the query scores ``(Q, N)``."""
+        ways = self._with_classes(support_y)
+        theta, shapes = self.start(ways)
+        final = self.unroll(theta, shapes, support_x, support_y, self.inner_steps if steps is None else steps).theta
+        out = functional_call(self.net, self.params(final, shapes), (query_x,))
+        return self.task_loss(out, query_y), out
+
+    def loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean query loss of a meta-batch after ``inner_steps`` updates per task, and the query accuracy.
+
+        Each task's meta-gradient is computed as soon as the task is done, so only one task's graph is
+        alive at a time; the returned loss carries their mean (``loss.backward()`` gives the same result
+        as one backward through every task's graph).
+        """
+        if not isinstance(episode, Episode):
+            raise ValueError(f"loss() takes a meta-batch (an Episode, e.g. EpisodeSampler(...).sample(4)); "
+                             f"got {type(episode).__name__}")
+        tasks = episode.num_tasks
+        weights = [p for p in self.parameters() if p.requires_grad]
+        grad_on = torch.is_grad_enabled()
+        total = [torch.zeros_like(p) for p in weights] if grad_on else []
+        losses, correct = [], []
+        for i in range(tasks):
+            q, out = self.task_query_loss(episode.support_x[i], episode.support_y[i], episode.query_x[i],
+                                          episode.query_y[i])
+            if not bool(torch.isfinite(q)):
+                raise FloatingPointError(f"the query loss after the learned updates is {float(q)}: lower the learning "
+                                         "rate (--lr), clip the gradients (grad_clip) or take fewer steps")
+            if grad_on:
+                grads = torch.autograd.grad(q / tasks, weights, allow_unused=True)
+                total = [t if g is None else t + g for t, g in zip(total, grads)]
+            losses.append(q.detach())
+            correct.append((out.detach().argmax(-1) == episode.query_y[i]).float().mean())
+        mean = torch.stack(losses).mean()
+        loss = with_gradient(mean, weights, total) if grad_on else mean
+        return loss, torch.stack(correct).mean()
+
+    # ------------------------------------------------------------------ adaptation at test time
+
+    def _steps(self, steps: int | None) -> int:
+        return self.test_steps if steps is None else _count("steps", steps, 0)
+
+    def adapted_params(self, support_x: torch.Tensor, targets: torch.Tensor, steps: int | None = None) -> Params:
+        """The learner's weights ``{name: tensor}`` after ``steps`` (default ``test_steps``) updates on one task
+        (labels ``0..N-1``); nothing is differentiated, the meta-learned weights are unchanged."""
+        ways = self._with_classes(targets)
+        with torch.no_grad():
+            theta, shapes = self.start(ways)
+            final = self.unroll(theta, shapes, support_x, targets, self._steps(steps)).theta
+            return self.params(final, shapes)
+
+    def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor, steps: int | None = None) -> AdaptedModel:
+        """The learner adapted to one task's support set ``(S, ...)``, ``(S,)``: ``adapted(query_x) -> (Q, N)``.
+
+        Labels may be any integers; output column ``j`` is for the ``j``-th smallest.
+        """
+        classes, targets = check_task(support_x, support_y, support_x)
+        return AdaptedModel(self.net, self.adapted_params(support_x, targets, steps), classes)
+
+    def logits(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
+        """One task: ``test_steps`` learned updates on the support set, then the queries' scores ``(Q, N)``.
+
+        With a batch-statistics norm the query batch is normalised with its own statistics (transductive).
+        """
+        classes, targets = check_task(support_x, support_y, query_x)
+        params = self.adapted_params(support_x, targets)
+        with torch.no_grad():
+            return functional_call(self.net, params, (query_x,))
+
+    def adaptation_trace(self, support_x: torch.Tensor, support_y: torch.Tensor,
+                         steps: int | None = None) -> dict[str, Any]:
+        """What the meta-learner does on one task, update by update (detached, on the CPU).
+
+        Returns a dict with ``"input_gate"`` and ``"forget_gate"`` ``(steps, P)`` (the gates of every
+        coordinate at each update), ``"loss"`` ``(steps + 1,)`` (the support loss before each update and
+        after the last), ``"grad_norm"`` ``(steps,)`` and ``"parameters"``: ``[(name, count), ...]``, the
+        learner's parameters in the order of the ``P`` coordinates (to split the gates by layer).
+        """
+        _, targets = check_task(support_x, support_y, support_x)
+        steps = self._steps(steps)
+        ways = self._with_classes(targets)
+        with torch.no_grad():
+            theta, shapes = self.start(ways)
+            run = self.unroll(theta, shapes, support_x, targets, steps)
+            _, last = self.support_gradient(run.theta, shapes, support_x, targets)
+        empty = theta.new_zeros(0, theta.numel())
+        return {
+            "input_gate": (torch.stack(run.input) if steps else empty).cpu(),
+            "forget_gate": (torch.stack(run.forget) if steps else empty).cpu(),
+            "loss": torch.stack([*run.losses, last]).cpu(),
+            "grad_norm": torch.stack([g.norm() for g in run.grads]).cpu() if steps else theta.new_zeros(0).cpu(),
+            "parameters": [(n, math.prod(s)) for n, s in shapes],
+        }
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The meta-learned initial learner itself (for a zero head: all-zero scores)."""
+        return self.net(x)
+
+    def init_body(self, backbone: Conv4) -> list[str]:
+        """Start meta-training from a trained Conv-4 body (e.g. ``pretrained-omniglot``'s backbone): ``c_0``'s
+        convolutions and normalisation scales and shifts are copied from it, the head is left as it is
+        (as :meth:`MAML.init_body <metalearn_lite.algorithms.maml.MAML.init_body>`).  Returns the names copied."""
+        if not isinstance(self.net, Conv4):
+            raise ValueError(f"init_body copies a Conv-4 body into a Conv-4 learner; this learner is a "
+                             f"{type(self.net).__name__}: load your own weights into it before building MetaLSTM")
+        return MAML.init_body(self, backbone)
