@@ -297,6 +297,8 @@ def test_the_command_recorded_with_each_shipped_model_still_asks_for_the_same_ru
     from dataclasses import asdict
 
     blob = read_checkpoint(REPO / "data" / "checkpoints" / f"{name}.pt")
+    if not blob["command"].startswith("python -m metalearn_lite train"):
+        pytest.skip(f"{name} was made by {blob['command'].split()[1]}, not by a training recipe")
     args = build_parser().parse_args(shlex.split(blob["command"])[3:])
     recipe, run, settings, model = cli.configs(args)
     now = {**asdict(run), **asdict(settings)}
