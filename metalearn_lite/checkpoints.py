@@ -65,13 +65,12 @@ def upgrade_format_1(blob: dict[str, Any]) -> dict[str, Any]:
     """
     name, c = blob["method"], dict(blob["config"])
     recipe = name
-    conv = {k: c.pop(k) for k in ("in_channels", "hidden", "norm") if k in c and name != "ntm_copy"
-            and name not in ("mann", "lstm_oneshot", "maml_regressor", "reptile_regressor")}
+    conv_methods = ("protonet", "siamese", "triplet", "pretrained", "maml", "reptile")  # built on a Conv-4
+    conv = {k: c.pop(k) for k in ("in_channels", "hidden", "norm") if k in c} if name in conv_methods else {}
     if name in ("protonet", "siamese", "triplet"):
         c = {"encoder": _conv4(**conv), **c}
     elif name == "pretrained":
         c = {"backbone": _conv4(**conv), **c}
-        c.pop("in_channels", None)
     elif name in ("maml", "reptile"):
         size = c.pop("image_size", 28)
         c = {"model": _conv4(**conv, out_features=c["ways"], image_size=size), **c, "loss": "cross_entropy",
@@ -86,8 +85,6 @@ def upgrade_format_1(blob: dict[str, Any]) -> dict[str, Any]:
         encoder = {"pixels": None, "conv": _conv4(hidden=32, norm="running"),
                    "pretrained": _conv4(hidden=64, norm="running")}[kind]
         c = {"encoder": encoder, **c, "freeze_encoder": kind == "pretrained"}
-    if name in ("maml", "reptile"):
-        c.pop("in_channels", None)
     if name == "reptile":
         for k in ("first_order", "first_order_warmup", "meta_sgd", "anil", "zero_head"):
             c.pop(k, None)

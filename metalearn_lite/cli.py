@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .algorithms.ntm import flush_denormals
-from .checkpoints import available_pretrained, checkpoint_dir, load_checkpoint, load_pretrained, read_checkpoint
+from .checkpoints import available_pretrained, checkpoint_dir, load_pretrained, model_from_checkpoint, read_checkpoint
 from .datasets import omniglot_split
 from .devices import default_device
 from .distributed import launched_by_torchrun
@@ -203,8 +203,8 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     device = args.device or default_device()
     if Path(args.model).suffix == ".pt" or Path(args.model).exists():
-        blob = read_checkpoint(args.model)
-        model = load_checkpoint(args.model, device=device)
+        blob = read_checkpoint(args.model)  # read once: the weights and the run's settings (for the reports)
+        model = model_from_checkpoint(blob, device=device)
         model.train_config, model.task_config = blob.get("train_config", {}), blob.get("task_config", {})
     else:
         model = load_pretrained(args.model, device=device)

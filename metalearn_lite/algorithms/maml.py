@@ -113,6 +113,30 @@ def check_adaptable(net: nn.Module) -> None:
             )
 
 
+def check_class_scores(output: torch.Tensor, target: torch.Tensor, classes: int | None) -> None:
+    """``ValueError`` unless ``output`` holds one score per class for each of the ``target`` examples."""
+    if output.dim() != 2 or (classes is not None and output.shape[-1] != classes):
+        raise ValueError(
+            f"the model outputs {tuple(output.shape)} for {target.shape[0]} examples, but each needs one score "
+            f"per class ({classes} classes in these tasks): give its last layer {classes} outputs (e.g. "
+            f"nn.Linear(features, {classes})), train on {output.shape[-1]}-way tasks, or use "
+            "zero_head=True, which builds the head for each task's classes"
+        )
+
+
+def zero_and_freeze_head(net: nn.Module, head: str) -> None:
+    """The zeroing trick's stored head: the layer under ``head`` (an ``nn.Linear`` with a bias, else a
+    ``ValueError``) set to zero and excluded from meta-training; every task builds its own from zero."""
+    layer = net.get_submodule(head.rstrip(".")) if head else net
+    if not isinstance(layer, nn.Linear) or layer.bias is None:
+        raise ValueError(f"zero_head=True needs a classifier whose head ({head.rstrip('.') or 'the model'}) is an "
+                         f"nn.Linear with a bias; got {type(layer).__name__}")
+    with torch.no_grad():
+        layer.weight.zero_()
+        layer.bias.zero_()
+    layer.requires_grad_(False)
+
+
 class AdaptedModel:
     """One task's adapted network, as :meth:`MAML.adapt` returns it: ``adapted(x) -> outputs``.
 
@@ -232,15 +256,10 @@ class MAML(EpisodicMethod):
         if anil and not self.trainable_names():
             raise ValueError(f"anil=True adapts only the head ({head!r}), which has no trainable parameters")
         if zero_head:  # the stored head stays zero and is never meta-trained (see the module docstring)
-            layer = self.net.get_submodule(head.rstrip(".")) if head else self.net
-            if not isinstance(layer, nn.Linear) or layer.bias is None or not self.classifier:
-                raise ValueError(f"zero_head=True needs a classifier whose head ({head.rstrip('.')}) is an nn.Linear "
-                                 f"with a bias; got {type(layer).__name__} with loss {loss!r}")
-            for n, p in self.net.named_parameters():
-                if self._zeroed(n):
-                    with torch.no_grad():
-                        p.zero_()
-                    p.requires_grad_(False)
+            if not self.classifier:
+                raise ValueError(f"zero_head=True needs a classifier whose head is an nn.Linear; this model "
+                                 f"regresses with loss {loss!r}")
+            zero_and_freeze_head(self.net, head)
         # meta-steps trained so far (a buffer, so that a resumed run knows where the warm-up ended)
         self.register_buffer("meta_step", torch.zeros((), dtype=torch.long))
         self.inner_lrs = None
@@ -263,14 +282,7 @@ class MAML(EpisodicMethod):
         """The loss of one task's outputs, with the mistakes that would silently give wrong results refused:
         a classifier's scores must have one column per class, a regressor's outputs the targets' shape."""
         if self.classifier:
-            classes = self._task_classes
-            if output.dim() != 2 or (classes is not None and output.shape[-1] != classes):
-                raise ValueError(
-                    f"the model outputs {tuple(output.shape)} for {target.shape[0]} examples, but each needs one score "
-                    f"per class ({classes} classes in these tasks): give its last layer {classes} outputs (e.g. "
-                    f"nn.Linear(features, {classes})), train on {output.shape[-1]}-way tasks, or use "
-                    "zero_head=True, which builds the head for each task's classes"
-                )
+            check_class_scores(output, target, self._task_classes)
         elif self.loss_name == "mse" and output.shape != target.shape:
             raise ValueError(f"the model's outputs {tuple(output.shape)} and the targets {tuple(target.shape)} differ "
                              "in shape: the squared error would broadcast them; make the model output the targets' "

@@ -66,7 +66,15 @@ from ..fewshot import check_task
 from ..models import Conv4
 from .base import EpisodicMethod
 from .inner_loop import Params
-from .maml import MAML, AdaptedModel, check_adaptable, find_head, with_gradient
+from .maml import (
+    MAML,
+    AdaptedModel,
+    check_adaptable,
+    check_class_scores,
+    find_head,
+    with_gradient,
+    zero_and_freeze_head,
+)
 
 #: the preprocessing constant of Andrychowicz et al. (2016)
 PREPROCESS_P = 10.0
@@ -157,9 +165,6 @@ class MetaLSTM(EpisodicMethod):
             model = Conv4(norm="batch", out_features=ways)
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module (or None for Conv-4); got {type(model).__name__}")
-        if not any(p.requires_grad for p in model.parameters()):
-            raise ValueError(f"the model {type(model).__name__} has no trainable parameters for the meta-learner to "
-                             "update: give MetaLSTM a network with parameters (requires_grad=True)")
         check_adaptable(model)
         super().__init__(model=model, ways=ways, lstm_hidden=lstm_hidden, inner_steps=inner_steps,
                          test_steps=test_steps, zero_head=zero_head, head=find_head(model, head),
@@ -167,15 +172,7 @@ class MetaLSTM(EpisodicMethod):
         self.net, self.ways, self.head_prefix = model, ways, self.config["head"]
         self.inner_steps, self.test_steps, self.zero_head = inner_steps, test_steps, zero_head
         if zero_head:
-            layer = self.net.get_submodule(self.head_prefix.rstrip(".")) if self.head_prefix else self.net
-            if not isinstance(layer, nn.Linear) or layer.bias is None:
-                raise ValueError(f"zero_head=True needs a head ({self.head_prefix.rstrip('.') or 'the model'}) that "
-                                 f"is an nn.Linear with a bias; got {type(layer).__name__}")
-            for n, p in self.net.named_parameters():
-                if self._zeroed(n):
-                    with torch.no_grad():
-                        p.zero_()
-                    p.requires_grad_(False)
+            zero_and_freeze_head(self.net, self.head_prefix)
         self.names = [n for n, p in self.net.named_parameters() if p.requires_grad or self._zeroed(n)]
         # the meta-learner: the first layer on the preprocessed (gradient, loss), and the two gates, whose
         # weights act on [h (lstm_hidden), theta, previous gate]
@@ -199,14 +196,7 @@ class MetaLSTM(EpisodicMethod):
 
     def task_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of one task's scores ``(B, N)``, refusing scores that do not have one column per class."""
-        classes = self._task_classes
-        if output.dim() != 2 or (classes is not None and output.shape[-1] != classes):
-            raise ValueError(
-                f"the model outputs {tuple(output.shape)} for {target.shape[0]} examples, but each needs one score "
-                f"per class ({classes} classes in these tasks): give its last layer {classes} outputs (e.g. "
-                f"nn.Linear(features, {classes})), train on {output.shape[-1]}-way tasks, or use zero_head=True, "
-                "which builds the head for each task's classes"
-            )
+        check_class_scores(output, target, self._task_classes)
         return F.cross_entropy(output, target)
 
     def start(self, ways: int | None = None) -> tuple[torch.Tensor, list[tuple[str, torch.Size]]]:
