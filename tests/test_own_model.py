@@ -241,6 +241,15 @@ def test_cli_trains_on_an_image_folder(shapes, tmp_path, capsys):
     assert main(["evaluate", str(out / "best.pt"), "--data", str(root), "--ways", "3", "--queries", "5",
                  "--episodes", "4", "--device", "cpu"]) == 0
     assert "3-way 1-shot, 4 episodes" in capsys.readouterr().out
+    # the folder's episodes take the run's task shape (pair batches for siamese: no queries)
+    from metalearn_lite.recipes import RECIPES
+
+    for name, queries in (("protonet", 2), ("siamese", 0)):
+        recipe = RECIPES[name]
+        source = recipe.tasks(None, recipe.settings(data=str(root), queries=2, ways=3, shots=1, val_ways=3,
+                                                    image_size=16, grayscale=False), torch.device("cpu"),
+                              recipe.run_config(val_episodes=2))
+        assert source.sample(1).query_x.shape[1] == 3 * queries, name
     # too few classes for the asked split: a clear error exit
     assert main([*argv[:5], "0.9", *argv[6:]]) == 2
     assert "split into" in capsys.readouterr().err

@@ -104,7 +104,8 @@ class Recipe:
                                  f"{', '.join(r.name for r in RECIPES.values() if r.folder)}")
             from .folder import FolderEpisodes
 
-            return FolderEpisodes(settings, device, run.val_episodes, queries=self.task_defaults.get("queries"))
+            # pair and triplet batches have no queries; the others draw the run's --queries
+            return FolderEpisodes(settings, device, run.val_episodes, queries=0 if self.source is _pairs else None)
         return self.source(method, settings, device, run)
 
 
