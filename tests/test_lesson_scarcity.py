@@ -10,6 +10,7 @@ from conftest import check_passes
 from metalearn_lite.lessons.lesson01_checks import CheckFailed, check_random_labels, check_split
 from metalearn_lite.lessons.lesson01_plots import plot_fit, plot_learning_curves
 from metalearn_lite.lessons.lesson01_scarcity import (
+    CapacityExplorer,
     Split,
     fit_cnn,
     fit_sklearn,
@@ -134,3 +135,25 @@ def test_check_random_labels():
     for fn, match in cases:
         with pytest.raises(CheckFailed, match=match):
             check_random_labels(fn, strict=True)
+
+
+def test_capacity_explorer_trains_each_setting_once(chars, monkeypatch):
+    explorer = CapacityExplorer(chars, held_out=2, steps=4)
+    curves = learning_curves(chars, shots=[1, 3], seeds=[0, 1], cnn_steps=4, held_out=2, explorer=explorer)
+    # the learning curve's CNN fits are the widget's default settings: kept, not trained again
+    assert explorer.seen(1) and explorer.seen(3, seed=1) and not explorer.seen(3, width=8)
+    assert 1 - curves["small CNN (Conv-4, 32 filters)"]["test"][0, 0] == pytest.approx(explorer.fit(1).test_acc)
+    calls = []
+    import metalearn_lite.lessons.lesson01_scarcity as scarcity
+
+    real = scarcity.fit_cnn
+    monkeypatch.setattr(scarcity, "fit_cnn", lambda *a, **k: calls.append(k) or real(*a, **k))
+    first = explorer.fit(2, width=8, weight_decay=1e-3, augment=True)
+    assert explorer.fit(2, 8, 0.001, True) is first and len(calls) == 1  # same setting: answered from memory
+    assert calls[0] == dict(width=8, weight_decay=1e-3, augment=True, steps=4, seed=0)
+    assert explorer.precompute([dict(shots=1), dict(shots=2, width=4)]) >= 0 and len(calls) == 2
+    # a fit equals a fresh training of the same setting (seeded, deterministic)
+    again = real(split_drawings(chars, 2, 2, seed=0), width=8, weight_decay=1e-3, augment=True, steps=4)
+    assert (again.train_acc, again.test_acc) == (first.train_acc, first.test_acc)
+    with pytest.raises(ValueError, match="same images, held_out and cnn_steps"):
+        learning_curves(chars, shots=[1], seeds=[0], cnn_steps=5, held_out=2, explorer=explorer)

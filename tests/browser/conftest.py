@@ -7,6 +7,8 @@ Environment variables:
 * ``METALEARN_LITE_README_SCREENSHOTS=1``: also write the README's screenshots into ``docs/screenshots/``
   (or into the folder given instead of ``1``);
 * ``METALEARN_LITE_CHROMIUM``: a Chromium or Chrome executable to use instead of Debian's ``chromium``;
+* ``METALEARN_LITE_BROWSER_MODE=full``: run the lessons in full mode (no quick mode) to measure the widgets'
+  response times a reader gets (up to 20 minutes per lesson on 2 cores);
 * ``CI``: when set, a missing chromium or playwright fails the tests instead of skipping them.
 """
 
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .lab import CHROMIUM_ARGS, REPO, LabServer, NotebookResult, ensure_chromium, skip_or_fail
+from .lab import CHROMIUM_ARGS, MODE, REPO, LabServer, NotebookResult, ensure_chromium, skip_or_fail
 
 #: every notebook's result in this session, for the summary printed at the end
 RESULTS: list[NotebookResult] = []
@@ -77,7 +79,7 @@ def pytest_terminal_summary(terminalreporter) -> None:
     if not RESULTS:
         return
     write = terminalreporter.write_line
-    terminalreporter.write_sep("=", "lessons in JupyterLab (quick mode)")
+    terminalreporter.write_sep("=", f"lessons in JupyterLab ({MODE} mode)")
     write(f"screenshots, summary.md and summary.json: {screenshot_folder()}")
     for r in RESULTS:
         write(
