@@ -158,8 +158,8 @@ class CapacityExplorer:
     """What the capacity widget shows: :func:`fit_cnn` on ``split_drawings(images, shots, held_out)``
     for a setting ``(shots, width, weight_decay, augment)``, each setting trained once.
 
-    Training is deterministic (seeded), so a setting trained before, by the widget or by
-    :meth:`precompute`, is answered from memory at once; a new one trains (seconds to a minute:
+    Training is deterministic (seeded), so a setting trained before (by the widget, the learning
+    curves or the lesson's table) is answered from memory at once; a new one trains (seconds to a minute:
     :attr:`Fit.seconds` says how long it took).
     """
 
@@ -186,13 +186,6 @@ class CapacityExplorer:
              seed: int = 0) -> bool:
         """Whether this setting is already trained (so :meth:`fit` answers at once)."""
         return self._key(shots, width, weight_decay, augment, seed) in self.fits
-
-    def precompute(self, settings: Sequence[dict]) -> float:
-        """Train every setting of ``settings`` (keyword dicts for :meth:`fit`); returns the seconds it took."""
-        start = time.perf_counter()
-        for setting in settings:
-            self.fit(**setting)
-        return time.perf_counter() - start
 
 
 def learning_curves(
