@@ -8,14 +8,62 @@ With ``strict=True`` a wrong answer raises :class:`CheckFailed` instead (the tes
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 
 
 class CheckFailed(AssertionError):
     """A reader's answer did not pass; the message says what was wrong."""
+
+
+#: What an exercise asks of the reader.  At most one exercise per lesson is an "implement" (re-typing code
+#: the lesson printed); the others make the reader predict then run, derive, extend or ablate.
+Kind = Literal["predict", "derive", "extend", "ablate", "implement"]
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise of a lesson, with its worked solution (kept in ``lessons/solutions/lessonNN.py``).
+
+    Args:
+        name: a short identifier, used by :func:`show_solution`.
+        kind: "predict", "derive", "extend", "ablate" or "implement" (see :data:`Kind`).
+        check: the lesson's check, called as ``check(*solution(), strict=True)``; it prints "Correct! ..."
+            and returns ``None``, or raises :class:`CheckFailed` with a hint.
+        solution: a function of no arguments that returns the arguments the check takes (the answer, and
+            whatever measured value the check compares a prediction with).
+    """
+
+    name: str
+    kind: Kind
+    check: Callable[..., None]
+    solution: Callable[[], tuple[Any, ...]]
+
+
+def exercises(lesson: str) -> list[Exercise]:
+    """The exercises of lesson ``lesson`` ("00" .. "07"), with their solutions."""
+    module = importlib.import_module(f"{__package__}.solutions.lesson{lesson}")
+    return list(module.EXERCISES)
+
+
+def show_solution(lesson: str, name: str) -> None:
+    """Print the worked solution of exercise ``name`` of lesson ``lesson``: try the exercise first."""
+    found = {e.name: e for e in exercises(lesson)}
+    if name not in found:
+        raise KeyError(f"lesson {lesson} has no exercise {name!r}; its exercises are {sorted(found)}")
+    module = inspect.getmodule(found[name].solution)
+    helpers = [
+        obj for key, obj in vars(module).items()
+        if key.startswith("_") and inspect.isfunction(obj) and obj.__module__ == module.__name__
+        and obj.__name__ in inspect.getsource(found[name].solution)
+    ]
+    for obj in [*helpers, found[name].solution]:
+        print(inspect.getsource(obj))
 
 
 def close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-4) -> bool:
