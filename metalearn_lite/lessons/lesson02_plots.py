@@ -14,6 +14,7 @@ from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 from torch import nn
 
 from ..distances import pairwise_distance
+from .plotting import pca_axes
 
 
 def embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -31,22 +32,6 @@ def embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
             return net(x).flatten(1)
     finally:
         net.train(was_training)
-
-
-def pca_axes(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Two principal axes of ``(N, D)`` points: ``(centre (D,), axes (2, D), explained variance fraction)``.
-
-    An exact SVD of the centred data (deterministic, unlike ``torch.pca_lowrank``), with each axis'
-    sign fixed so that its largest loading is positive: the same data always gives the same picture.
-    Computed in float64.
-    """
-    x = points.double()
-    centre = x.mean(0)
-    _, s, vh = torch.linalg.svd(x - centre, full_matrices=False)
-    axes = vh[:2]
-    axes = axes * torch.sign(axes.gather(1, axes.abs().argmax(1, keepdim=True)))
-    explained = float((s[:2] ** 2).sum() / (s**2).sum().clamp_min(1e-300))
-    return centre, axes, explained
 
 
 def pca_2d(z: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,7 @@ from matplotlib.lines import Line2D
 from ..distances import squared_euclidean
 from ..episodes import Episode
 from ..fewshot import class_means
-from .lesson02_plots import pca_axes
+from .plotting import pca_axes
 
 #: Class colours of the lesson figures (matplotlib's tab10, then tab20's light shades).
 COLOURS = [plt.get_cmap("tab10")(i) for i in range(10)] + [plt.get_cmap("tab20")(2 * i + 1) for i in range(10)]

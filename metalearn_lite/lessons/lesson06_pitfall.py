@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .lesson01_scarcity import split_drawings
+from .splits import split_drawings
 
 
 def copied_example(images: torch.Tensor, shots: int = 5, held_out: int = 5, seed: int = 0) -> dict[str, object]:
