@@ -1,8 +1,11 @@
 """Checkpoints: atomic saves, safe loads, and the shipped pretrained models.
 
-A checkpoint is a dict of plain values and tensors, written to a temporary file and renamed into
-place (an interrupted save never leaves a half-written file), and read with
-``torch.load(weights_only=True)``, which never unpickles code.  It carries what is needed to
+A checkpoint is a dict of plain values and tensors, written to a temporary file, flushed to disk (``fsync``) and renamed
+into place (an interrupted save never leaves a half-written file; temporary files of killed processes are
+removed by the next save), and read with ``torch.load(weights_only=True)``, which never unpickles code.
+It carries ``sha256``, the :func:`~metalearn_lite.integrity.content_digest` of everything else in it, checked
+when it is read: a damaged file is refused.  Files written before the digest existed (the shipped models
+among them) have no ``sha256`` and load unverified.  It carries what is needed to
 rebuild the method (``method``, its registry name, and ``config``, with the networks as
 :func:`~metalearn_lite.models.model_spec`), the ``recipe`` that trained it (if any), the ``command`` and
 ``seed`` that produced it, and the training state needed to resume.
@@ -13,19 +16,26 @@ A method built on your own network cannot be rebuilt from a file: build it again
 
 from __future__ import annotations
 
+import io
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .algorithms import METHODS, EpisodicMethod, build_method
+from .integrity import atomic_write, content_digest
 from .models import Conv4
 from .paths import data_root
 
 FORMAT = "metalearn-lite-checkpoint/2"
 #: the format of the files written before the methods took the reader's own networks (read and upgraded)
 FORMAT_1 = "metalearn-lite-checkpoint/1"
+
+
+#: what every checkpoint holds, and its type
+REQUIRED: dict[str, type] = {"method": str, "config": dict, "state_dict": dict}
 
 
 def save_checkpoint(path: str | os.PathLike, model: EpisodicMethod, **extra: Any) -> Path:
@@ -40,14 +50,10 @@ def save_checkpoint(path: str | os.PathLike, model: EpisodicMethod, **extra: Any
         "torch_version": str(torch.__version__),
         **extra,
     }
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(blob, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    blob["sha256"] = content_digest(blob)
+    buffer = io.BytesIO()
+    torch.save(blob, buffer)
+    return atomic_write(path, buffer.getvalue())
 
 
 def _conv4(in_channels: int = 1, hidden: int = 64, norm: str = "batch", out_features: int | None = None,
@@ -96,19 +102,33 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no checkpoint at {path}: check the path (train one with `python -m metalearn_lite train`)")
+    restore = (f"re-create it (the command that made a shipped model is in data/checkpoints/README.md), or restore "
+               f"it: `git checkout -- {path.name}` in its folder, or reinstall the package")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "unsupported global" not in str(err).lower():
+            raise ValueError(f"{path} is not a readable checkpoint (truncated or corrupt?): {type(err).__name__}. "
+                             f"{restore}") from err
+        # torch's own message recommends the unsafe weights_only=False: never repeat that advice
+        raise ValueError(
+            f"{path} holds Python objects other than tensors and plain values (code could run when it is "
+            f"unpickled), which this package never loads; {restore}"
+        ) from err
     except Exception as err:  # torch raises many types on damaged files; all mean the same here
         reason = (str(err).splitlines() or [""])[0] or type(err).__name__
-        raise ValueError(
-            f"{path} is not a readable checkpoint (truncated or corrupt?): {reason}. "
-            "Re-create it with the command in data/checkpoints/README.md, or restore it from git"
-        ) from err
-    if isinstance(blob, dict) and blob.get("format") == FORMAT_1:
-        return upgrade_format_1(blob)
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a readable checkpoint (truncated or corrupt?): {reason}. {restore}") from err
+    if not isinstance(blob, dict) or blob.get("format") not in (FORMAT, FORMAT_1):
         raise ValueError(f"{path} is not a metalearn-lite checkpoint (no '{FORMAT}' marker)")
-    return blob
+    digest = blob.pop("sha256", None)
+    if digest is not None and digest != content_digest(blob):
+        raise ValueError(f"{path} is damaged: its contents do not match the SHA-256 recorded when it was saved; "
+                         f"{restore}")
+    missing = [k for k, kind in REQUIRED.items() if not isinstance(blob.get(k), kind)]
+    if missing or not all(isinstance(v, torch.Tensor) for v in blob["state_dict"].values()):
+        raise ValueError(f"{path} is an incomplete checkpoint: {missing or ['state_dict']} missing or of the wrong "
+                         f"type; {restore}")
+    return upgrade_format_1(blob) if blob["format"] == FORMAT_1 else blob
 
 
 def load_weights(method: EpisodicMethod, blob: dict[str, Any]) -> EpisodicMethod:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 from metalearn_lite import EpisodeSampler, evaluate, load_checkpoint, load_pretrained
 from metalearn_lite.algorithms import ProtoNet, SiameseNet
+from metalearn_lite import integrity
 from metalearn_lite.checkpoints import FORMAT, available_pretrained, read_checkpoint, save_checkpoint
 from metalearn_lite.models import Conv4
 
@@ -86,20 +89,18 @@ def test_save_leaves_no_temporary_files(saved, tmp_path):
 def test_failing_save_keeps_the_existing_file(saved, tmp_path, monkeypatch):
     model, path = saved
     before = path.read_bytes()
-    calls = []
+    written = []
 
-    def broken_save(obj, f, *args, **kwargs):  # writes half a file, then fails like a full disk
-        calls.append(f)
-        with open(f, "wb") as fh:
-            fh.write(b"PK\x03\x04 partial data")
+    def full_disk(fd):  # the data went to a temporary file; making it durable fails like a full disk
+        written.append(os.readlink(f"/proc/self/fd/{fd}") if os.path.exists("/proc/self/fd") else "?")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(torch, "save", broken_save)
+    monkeypatch.setattr(integrity.os, "fsync", full_disk)
     other = perturbed(ProtoNet(Conv4(hidden=8)), seed=9)
     with pytest.raises(OSError, match="No space"):
         save_checkpoint(path, other)
     monkeypatch.undo()
-    assert len(calls) == 1 and str(calls[0]) != str(path), "torch.save must write to a temporary path"
+    assert len(written) == 1 and written[0] != str(path), "the bytes must go to a temporary path first"
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
     loaded = load_checkpoint(path)
@@ -168,6 +169,7 @@ def test_wrong_method(saved):
 def test_mismatched_shapes(saved):
     _, path = saved
     blob = torch.load(path, weights_only=True)
+    del blob["sha256"]  # a hand-edited file without a digest loads unverified, as files written before it did
     blob["config"]["encoder"]["hidden"] = 16
     torch.save(blob, path)
     with pytest.raises(ValueError, match="mismatched shapes") as err:
@@ -178,6 +180,7 @@ def test_mismatched_shapes(saved):
 def test_missing_or_extra_weights(saved):
     _, path = saved
     blob = torch.load(path, weights_only=True)
+    del blob["sha256"]  # a hand-edited file without a digest loads unverified, as files written before it did
     blob["state_dict"]["extra.weight"] = torch.zeros(1)
     torch.save(blob, path)
     with pytest.raises(ValueError, match="unexpected \\['extra.weight'\\]"):
@@ -187,6 +190,7 @@ def test_missing_or_extra_weights(saved):
 def test_unknown_method_in_checkpoint(saved):
     _, path = saved
     blob = torch.load(path, weights_only=True)
+    del blob["sha256"]  # a hand-edited file without a digest loads unverified, as files written before it did
     blob["method"] = "reptile-9000"
     torch.save(blob, path)
     with pytest.raises(ValueError, match="unknown to this version"):
