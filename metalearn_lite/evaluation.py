@@ -11,6 +11,7 @@ from scipy import stats
 
 from .episodes import EpisodeSampler
 from .fewshot import FewShotClassifier
+from .finite import check_input, check_weights
 
 
 def mean_ci(values: torch.Tensor | list[float], confidence: float = 0.95) -> tuple[float, float]:
@@ -91,6 +92,10 @@ def evaluate(
     if isinstance(data, (tuple, list)) and len(data) != 2:
         raise ValueError(f"data must be grouped examples (classes, per_class, ...) or a pair (x, y); got "
                          f"{len(data)} items")
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"episodes must be a positive int (600 or more for a reported number); got {episodes!r}")
+    check_input(x, "the evaluation data")
+    check_weights(classifier, type(classifier).__name__)
     sampler = EpisodeSampler(x, y, ways=ways, shots=shots, queries=queries, seed=seed, device=device)
     accs = torch.empty(episodes, dtype=torch.float64)
     was_training = getattr(classifier, "training", None)

@@ -16,6 +16,8 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from .finite import check_input, check_scores
+
 
 @runtime_checkable
 class FewShotClassifier(Protocol):
@@ -62,6 +64,8 @@ def check_task(
             f"support_x and query_x must be floating point; got {support_x.dtype} and {query_x.dtype}. "
             "Convert with .float()"
         )
+    check_input(support_x, "support_x")
+    check_input(query_x, "query_x")
     classes, targets = torch.unique(support_y, sorted=True, return_inverse=True)
     return classes, targets
 
@@ -83,4 +87,6 @@ class FewShotMixin:
 
     def predict(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
         classes, _ = check_task(support_x, support_y, query_x)
-        return classes[self.logits(support_x, support_y, query_x).argmax(dim=-1)]
+        scores = self.logits(support_x, support_y, query_x)
+        check_scores(scores, f"{type(self).__name__}'s query scores")
+        return classes[scores.argmax(dim=-1)]

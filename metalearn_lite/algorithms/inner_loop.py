@@ -227,3 +227,29 @@ def check_finite_inner(inner_losses: torch.Tensor, lr: Rate, query_losses: torch
             f"the inner loop diverged: the query loss is non-finite after the last inner step ({steps}, {what}); "
             "use a smaller inner learning rate (--inner-lr) or fewer inner steps"
         )
+    check_growth(inner_losses, what, query_losses)
+
+
+#: an adapted loss this many times the loss before adaptation (and above 1e6) means the inner loop diverged
+GROWTH = 1e6
+
+
+def check_growth(inner_losses: torch.Tensor, what: str, query_losses: torch.Tensor | None = None) -> None:
+    """``FloatingPointError`` when adaptation multiplied a task's loss by more than :data:`GROWTH` (finite but
+    exploding: gradient steps far too long), comparing the support loss before the first step with the query
+    loss after the last one (or, without it, the support loss before the last step)."""
+    if inner_losses.numel() == 0:
+        return
+    before = inner_losses.detach().reshape(-1, inner_losses.shape[-1])[:, 0]
+    after = (query_losses.detach().reshape(-1) if query_losses is not None
+             else inner_losses.detach().reshape(-1, inner_losses.shape[-1])[:, -1])
+    if after.shape != before.shape:
+        return
+    grew = (after > GROWTH * before.clamp_min(1.0)) & (after > GROWTH)
+    if bool(grew.any()):
+        i = int(grew.nonzero()[0])
+        raise FloatingPointError(
+            f"the inner loop diverged: adaptation raised a task's loss from {float(before[i]):.3g} to "
+            f"{float(after[i]):.3g} ({what}); use a smaller inner learning rate inner_lr (--inner-lr) or fewer "
+            "inner steps"
+        )

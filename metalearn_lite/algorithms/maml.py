@@ -52,6 +52,7 @@ from torch.func import functional_call
 
 from ..episodes import Episode
 from ..fewshot import check_task
+from ..finite import check_input, check_weights
 from ..models import MLP, Conv4
 from .base import EpisodicMethod
 from .inner_loop import (
@@ -428,6 +429,10 @@ class MAML(EpisodicMethod):
         elif not isinstance(support_x, torch.Tensor) or not isinstance(support_y, torch.Tensor) \
                 or support_x.shape[0] != support_y.shape[0]:
             raise ValueError("support_x and support_y must be tensors with one target per example")
+        else:
+            check_input(support_x, "support_x")
+            check_input(support_y, "support_y")
+        check_weights(self, "this MAML")
         params = self.adapted(support_x[None], support_y[None], steps)
         return AdaptedModel(self.net, {n: p[0] for n, p in params.items()}, classes)
 
