@@ -142,3 +142,12 @@ def agree(flag: bool, group: Group) -> bool:
     box = [flag]
     dist.broadcast_object_list(box, src=0)
     return bool(box[0])
+
+
+def from_main(obj: Any, group: Group) -> Any:
+    """Rank 0's ``obj`` on every rank (one process: ``obj``)."""
+    if not group.active:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

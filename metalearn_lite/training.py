@@ -41,8 +41,15 @@ from tqdm.auto import tqdm
 from .algorithms import EpisodicMethod
 from .checkpoints import load_weights, read_checkpoint, save_checkpoint
 from .devices import resolve_device
-from .distributed import Group, agree, gather, join, leave, reseed, share, wrap
+from .distributed import Group, agree, from_main, gather, join, leave, reseed, share, wrap
 from .episodes import Episode
+from .finite import check_weights, non_finite_inputs
+from .interrupts import DeferredSignals, StepSnapshot
+from .preflight import check_first_task, check_out_dir
+from .resumption import apply_run_settings, describe_tasks, refusal, settings_changes
+
+#: what a last.pt must hold to be resumed from
+RESUME_KEYS = ("optimizer", "scheduler", "rng", "step", "best_val", "history")
 
 
 @dataclass
@@ -164,6 +171,7 @@ def train(
     task_config: dict[str, Any] | None = None,
     recipe: str | None = None,
     distributed: bool | None = None,
+    change_settings: bool = False,
     **settings: Any,
 ) -> TrainResult:
     """Train ``method`` on tasks drawn from ``tasks`` (see the module docstring).
@@ -203,16 +211,17 @@ def train(
     group, device = join(distributed, None if device is None else torch.device(device))
     try:
         return _train(method, tasks, val_tasks, cfg, out, device, progress, resume, command, task_config, recipe,
-                      group)
+                      group, change_settings)
     finally:
         leave(group)
 
 
 def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig, out: Path, device: Any,
            progress: bool, resume: bool, command: str, task_config: dict[str, Any] | None, recipe: str | None,
-           group: Group) -> TrainResult:
+           group: Group, change_settings: bool = False) -> TrainResult:
     device = resolve_device(device, next(method.parameters()))
     method.to(device)
+    check_out_dir(out)  # before any work: a run folder that is a file is found now, not at the first save
     torch.manual_seed(cfg.seed)
     per_rank = share(cfg.tasks_per_step, group)
     if group.active:  # every rank its own stream of tasks, derived from the run's seed
@@ -228,6 +237,10 @@ def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig,
                            weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
     step, best_val, history = 0, -math.inf, []
+    run_loss = run_acc = None
+    source = type(tasks).__name__
+    task_config = dict(task_config) if task_config is not None else describe_tasks(tasks)
+    changes: list[dict[str, Any]] = []
 
     last = out / "last.pt"
     if resume and last.exists():
@@ -237,24 +250,41 @@ def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig,
                 f"{last} belongs to a different run ({blob.get('method')} {blob.get('config')}); "
                 "choose another out_dir, or pass resume=False to start over (it will be overwritten)"
             )
+        missing = [k for k in RESUME_KEYS if k not in blob]
+        if missing:
+            raise ValueError(f"{last} lacks the training state {missing} needed to resume: pass resume=False "
+                             "(CLI: --no-resume) to start over, or choose another out_dir")
         ranks = blob.get("rng_ranks")
         if (ranks or 1) != group.world:
             raise ValueError(f"{last} was written by a run on {ranks or 1} process(es); resume it on as many "
                              f"(this run has {group.world}), or pass resume=False to start over")
+        changed = settings_changes(blob, source, task_config, asdict(cfg))
+        if changed and not change_settings:
+            raise ValueError(refusal(last, changed))
         load_weights(method, blob)
         opt.load_state_dict(blob["optimizer"])
         sched.load_state_dict(blob["scheduler"])
         step, best_val, history = blob["step"], blob["best_val"], blob["history"]
+        run_loss, run_acc = blob.get("running_loss"), blob.get("running_acc")
+        changes = list(blob.get("changes", []))
+        if changed:
+            apply_run_settings(opt, sched, asdict(cfg), step)
+            changes.append({"step": step, "changed": changed, "command": command})
         _set_rng_state(tasks, blob["rng"][group.rank] if group.active else blob["rng"])
+    check_weights(method, f"the {method.name} to train")
     loss_of = wrap(method, device) if group.active else method.loss
 
-    def save(path: Path, training_state: bool, rng: dict[str, torch.Tensor] | None = None) -> None:
+    def state() -> dict[str, Any]:
+        return {"step": step, "best_val": best_val, "history": history, "running_loss": run_loss,
+                "running_acc": run_acc}
+
+    def save(path: Path, training_state: bool) -> None:
         """Write a checkpoint (rank 0); with ``training_state``, every rank takes part (their random states)."""
-        extra: dict[str, Any] = {"train_config": asdict(cfg), "task_config": task_config or {}, "recipe": recipe,
-                                 "command": command, "seed": cfg.seed, "step": step, "best_val": best_val,
-                                 "history": history}
+        extra: dict[str, Any] = {"train_config": asdict(cfg), "task_config": task_config, "task_source": source,
+                                 "recipe": recipe, "command": command, "seed": cfg.seed, "changes": changes,
+                                 **state()}
         if training_state:
-            states = gather(rng or _rng_state(tasks), group)
+            states = gather(_rng_state(tasks), group)
             extra.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                          rng=states if group.active else states[0])
             if group.active:
@@ -262,66 +292,111 @@ def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig,
         if group.is_main:
             save_checkpoint(path, method, **extra)
 
+    def snapshot() -> StepSnapshot:
+        return StepSnapshot(method, opt, sched, task_generators(tasks), state())
+
+    # one forward pass on the first tasks, undone afterwards: inputs the model cannot take fail now
+    before = snapshot()
+    check_first_task(method, tasks.sample(per_rank), method.loss)
+    before.restore(method, opt, sched, task_generators(tasks))
+    method.zero_grad(set_to_none=True)
+
     start = time.monotonic()
     interrupted = False
     method.train()
     bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and group.is_main), desc=method.name,
                dynamic_ncols=True)
-    run_loss = run_acc = None
-    rng_before, step_started = None, False
-    try:
-        while step < cfg.steps:
-            # the random state before this step's draws: an interrupt inside the step saves this one,
-            # so the resumed run draws the same tasks again
-            rng_before, step_started = _rng_state(tasks), True
-            loss, acc = loss_of(tasks.sample(per_rank))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"the training loss became {loss.item()} at step {step + 1}; lower the learning rate "
-                    f"(now {sched.get_last_lr()[0]:g}) or resume from {last} with a smaller one"
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(method.parameters(), cfg.grad_clip)
-            opt.step()
-            sched.step()
-            step += 1
-            step_started = False
-            lv, av = loss.item(), float(acc)
-            run_loss = lv if run_loss is None else 0.95 * run_loss + 0.05 * lv
-            run_acc = av if run_acc is None else 0.95 * run_acc + 0.05 * av
-            bar.update(1)
-            bar.set_postfix(loss=f"{run_loss:.3f}", acc=f"{run_acc:.3f}")
-            over_time = cfg.time_limit_min > 0 and agree(time.monotonic() - start > 60 * cfg.time_limit_min,
-                                                             group)
-            if (step % cfg.val_every == 0 or step == cfg.steps or over_time) and group.is_main:
-                if validator is None:
-                    score, metrics = -run_loss, {}
-                else:
-                    method.eval()
-                    score, metrics = validator.validate(method)
-                method.train()
-                history.append({"step": step, "loss": run_loss, "acc": run_acc, **metrics,
-                                "minutes": (time.monotonic() - start) / 60})
-                bar.set_postfix(loss=f"{run_loss:.3f}", acc=f"{run_acc:.3f}",
-                                **{k: f"{v:.3g}" for k, v in metrics.items()})
-                if score > best_val:
-                    best_val = score
-                    save(out / "best.pt", training_state=False)
-            if step % cfg.save_every == 0 or step == cfg.steps or over_time:
+    with DeferredSignals() as signals:
+        try:
+            while step < cfg.steps:
+                if agree(signals.requested, group):  # a signal arrived during the last step: stop here
+                    interrupted = True
+                    save(last, training_state=True)
+                    break
+                before = snapshot() if not group.active else None
+                batch = tasks.sample(per_rank)
+                try:
+                    loss, acc = loss_of(batch)
+                except FloatingPointError as err:
+                    raise _diagnose(err, batch, method, step, sched, last) from err
+                if not torch.isfinite(loss):
+                    raise _diagnose(None, batch, method, step, sched, last, loss.item())
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                grads = [p.grad for p in method.parameters() if p.grad is not None]
+                if grads and not torch.isfinite(torch.stack([g.norm() for g in grads]).sum()):
+                    raise _diagnose(None, batch, method, step, sched, last, loss.item(), "gradient")
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(method.parameters(), cfg.grad_clip)
+                opt.step()
+                sched.step()
+                step += 1
+                lv, av = loss.item(), float(acc)
+                run_loss = lv if run_loss is None else 0.95 * run_loss + 0.05 * lv
+                run_acc = av if run_acc is None else 0.95 * run_acc + 0.05 * av
+                bar.update(1)
+                bar.set_postfix(loss=f"{run_loss:.3f}", acc=f"{run_acc:.3f}")
+                over_time = cfg.time_limit_min > 0 and agree(time.monotonic() - start > 60 * cfg.time_limit_min,
+                                                                 group)
+                if (step % cfg.val_every == 0 or step == cfg.steps or over_time) and group.is_main:
+                    if validator is None:
+                        score, metrics = -run_loss, {}
+                    else:
+                        method.eval()
+                        score, metrics = validator.validate(method)
+                    method.train()
+                    history.append({"step": step, "loss": run_loss, "acc": run_acc, **metrics,
+                                    "minutes": (time.monotonic() - start) / 60})
+                    bar.set_postfix(loss=f"{run_loss:.3f}", acc=f"{run_acc:.3f}",
+                                    **{k: f"{v:.3g}" for k, v in metrics.items()})
+                    if score > best_val:
+                        best_val = score
+                        save(out / "best.pt", training_state=False)
+                if step % cfg.save_every == 0 or step == cfg.steps or over_time:
+                    save(last, training_state=True)
+                if over_time:
+                    break
+        except KeyboardInterrupt:
+            interrupted = True
+            if group.active:  # the other ranks may be gone: no collective call can be trusted now
+                print(f"\ninterrupted at step {step}: resume from the last save in {last} (every {cfg.save_every} "
+                      "steps)")
+            else:
+                # the step in progress is discarded whole: weights, optimiser, random states and the loop's
+                # values go back to where they were before it, so the resumed run does it again from its start
+                if before is not None:
+                    values = before.restore(method, opt, sched, task_generators(tasks))
+                    step, best_val, history = values["step"], values["best_val"], values["history"]
+                    run_loss, run_acc = values["running_loss"], values["running_acc"]
                 save(last, training_state=True)
-            if over_time:
-                break
-    except KeyboardInterrupt:
-        interrupted = True
-        if group.active:  # the other ranks may be gone: no collective call can be trusted now
-            print(f"\ninterrupted at step {step}: resume from the last save in {last} (every {cfg.save_every} steps)")
-        else:
-            # weights and optimiser change only in opt.step(), at the end of a step; an interrupt before it
-            # leaves them as after `step` steps, so pair them with the random state from before the draws
-            save(last, training_state=True, rng=rng_before if step_started else None)
-            print(f"\ninterrupted at step {step}: state saved to {last}; run again to resume")
-    finally:
-        bar.close()
+        finally:
+            bar.close()
+    if interrupted and group.is_main and not group.active:
+        print(f"\ninterrupted at step {step}: state saved to {last}; run again with the same out_dir to resume")
+    elif interrupted and group.is_main and signals.requested:
+        print(f"\nstopped at step {step}: state saved to {last}; run again with the same out_dir to resume")
+    if not interrupted:  # every rank reports rank 0's validation (the other ranks never validate)
+        best_val, history = from_main((best_val, history), group)
     return TrainResult(out, step, best_val, history, interrupted)
+
+
+def _diagnose(err: Exception | None, batch: Any, method: EpisodicMethod, step: int, sched: Any, last: Path,
+              value: float | None = None, what: str = "loss") -> Exception:
+    """The error for a non-finite training loss or gradient at step ``step + 1``: the inputs if they are to
+    blame, else the learning rates (``inner_lr`` too for a method with an inner loop), with how to resume
+    when a ``last.pt`` exists."""
+    bad = non_finite_inputs(batch)
+    if bad:
+        return ValueError(f"the training tasks of step {step + 1} hold non-finite values (NaN or inf) in {bad}: "
+                          "clean the data (e.g. torch.nan_to_num, or drop those examples)")
+    inner = getattr(method, "inner_lr", None)
+    rates = f"the learning rate (now {sched.get_last_lr()[0]:g})"
+    if isinstance(inner, (int, float)):
+        rates += f" or the inner learning rate inner_lr (now {inner:g})"
+    hint = (f"; to continue from the last save, run again with the same out_dir, the smaller rate and "
+            f"change_settings=True (CLI: --change-settings); {last} holds it") if last.exists() else ""
+    if err is not None:
+        return FloatingPointError(f"step {step + 1}: {err}{hint}")
+    where = "training loss" if what == "loss" else f"gradient of the training loss ({value:g})"
+    shown = value if what == "loss" else "non-finite"
+    return FloatingPointError(f"the {where} became {shown} at step {step + 1}; lower {rates}{hint}")

@@ -106,7 +106,7 @@ def _interrupt_then_resume(out, monkeypatch, interrupt_in: str):
 
         def loss(episode):
             calls["n"] += 1
-            if calls["n"] == 4:
+            if calls["n"] == 5:  # call 1 is the check of the first tasks before step 1
                 raise KeyboardInterrupt
             return real_loss(episode)
 
@@ -118,7 +118,7 @@ def _interrupt_then_resume(out, monkeypatch, interrupt_in: str):
 
         def sample(tasks=1):
             calls["n"] += 1
-            if calls["n"] == 4:
+            if calls["n"] == 5:  # call 1 is the check of the first tasks before step 1
                 raise KeyboardInterrupt
             return real_sample(tasks)
 
@@ -188,7 +188,7 @@ def test_non_finite_loss_names_step_and_suggests_lower_lr(tmp_path, monkeypatch)
     def loss(episode):
         calls["n"] += 1
         value, acc = real_loss(episode)
-        return (value * float("nan") if calls["n"] == 2 else value), acc
+        return (value * float("nan") if calls["n"] == 3 else value), acc  # call 1: the check before step 1
 
     monkeypatch.setattr(model, "loss", loss)
     with pytest.raises(FloatingPointError) as err:
