@@ -22,10 +22,11 @@ from typing import Any
 from .algorithms.ntm import flush_denormals
 from .checkpoints import available_pretrained, checkpoint_dir, load_pretrained, model_from_checkpoint, read_checkpoint
 from .datasets import omniglot_split
-from .devices import default_device
+from .devices import check_device, default_device
 from .distributed import launched_by_torchrun
 from .evaluation import evaluate
 from .fewshot import FewShotClassifier
+from .preflight import check_out_dir
 from .recipes import RECIPES, Recipe, TaskSettings, recipe_of
 from .training import TrainConfig, train
 
@@ -49,6 +50,28 @@ TASK_HELP = {
     "max_length": "longest training sequence; lengths are drawn from 1..max-length",
 }
 SET_SKIP = {"seed", "data", "val_classes"}
+#: the errors that mean a user's mistake or a broken environment (a file, a disk, a device); anything else is a
+#: bug of ours and keeps its traceback
+USER_ERRORS = (ValueError, FloatingPointError, OSError)
+
+
+def one_line(err: BaseException) -> str:
+    """An error as one line (an ``OSError`` with its file name)."""
+    text = " ".join(str(err).split())
+    if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
+        text = f"{err.filename}: {text}"
+    return text or type(err).__name__
+
+
+def check_target(path: Path, flag: str) -> None:
+    """``ValueError`` unless a file can be written at ``path`` (its folder exists or can be made, and is writable)."""
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder: give a file path such as {path / 'model.pt'}")
+    try:
+        check_out_dir(path.parent)
+    except ValueError as err:
+        raise ValueError(f"{flag} {path}: its folder cannot be written ({err.__cause__ or err}); choose a writable "
+                         "place") from err
 
 
 def _flag(key: str) -> str:
@@ -84,6 +107,8 @@ def add_recipe_parser(sub: Any, recipe: Recipe) -> argparse.ArgumentParser:
     p.add_argument("--save-as", help="when done, copy best.pt to this path (e.g. data/checkpoints/NAME.pt)")
     p.add_argument("--device", help="cpu, cuda, mps (default: best available)")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
+    p.add_argument("--change-settings", action="store_true",
+                   help="resume OUT/last.pt with other task or run settings (recorded in the checkpoint)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     if recipe.folder:
         p.add_argument("--data", metavar="DIR", help="train on an image folder (one subfolder per class) instead of "
@@ -177,7 +202,9 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     import torch
 
     recipe, run, settings, model_args = configs(args)
-    device = torch.device(args.device) if args.device else default_device()
+    device = check_device(args.device) if args.device else default_device()
+    if args.save_as:  # found now, not after the whole run
+        check_target(Path(args.save_as), "--save-as")
     if launched_by_torchrun() and device.type == "cuda":  # one GPU per process: build the tasks on this rank's
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     main_rank = int(os.environ.get("RANK", "0")) == 0
@@ -187,7 +214,9 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     command = "python -m metalearn_lite " + shlex.join(argv)
     result = train(method, tasks, tasks, run, out_dir=args.out, device=device, command=command,
                    progress=not args.no_progress, resume=not args.no_resume, task_config=vars(settings),
-                   recipe=recipe.name)
+                   recipe=recipe.name, change_settings=args.change_settings)
+    if not main_rank:  # under torchrun only rank 0 speaks
+        return 130 if result.interrupted else 0
     metrics = [k for k in (result.history[-1] if result.history else {}) if k.startswith("val_")]
     best = (f"accuracy {100 * result.best_val:.2f} %" if metrics in ([], ["val_acc"])
             else f"score {result.best_val:.4g} ({', '.join(metrics)}; higher is better)")
@@ -201,7 +230,7 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    device = args.device or default_device()
+    device = check_device(args.device) if args.device else default_device()
     if Path(args.model).suffix == ".pt" or Path(args.model).exists():
         blob = read_checkpoint(args.model)  # read once: the weights and the run's settings (for the reports)
         model = model_from_checkpoint(blob, device=device)
@@ -258,8 +287,8 @@ def main(argv: list[str] | None = None) -> int:
             return _evaluate(args)
         if args.command == "list":
             return _list()
-    except (ValueError, FloatingPointError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except USER_ERRORS as err:  # a user's mistake or a broken environment: one line, no traceback
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     parser.print_help()
     return 0

@@ -12,10 +12,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "metalearn_lite"
 
 #: each module's layer; a module may import from its own layer or from lower ones (smaller numbers) only
 LAYERS = {
-    "core": 0,  # _malloc, devices, paths, episodes, fewshot, distances, models, augment, evaluation
+    "core": 0,  # _malloc, devices, paths, episodes, fewshot, distances, models, augment, evaluation,
+    # finite (non-finite numbers are errors), integrity (digests, durable writes), interrupts (signals at a step
+    # boundary), preflight (checks before step 1)
     "datasets": 1,
     "algorithms": 2,
     "training": 3,
+    "resumption": 3,  # what a resumed run may change
     "distributed": 3,
     "checkpoints": 3,
     "recipes": 4,
