@@ -23,6 +23,7 @@ import hashlib
 import io
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -31,7 +32,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ..paths import cache_dir, data_root
+from ..integrity import atomic_write, content_digest, file_sha256
+from ..paths import REPO_DATA, cache_dir, data_root
 
 ZIP_NAMES = ("images_background_small1.zip", "images_background_small2.zip")
 DRAWINGS_PER_CHARACTER = 20
@@ -185,32 +187,63 @@ def _zip_paths(root: str | os.PathLike | None) -> list[Path]:
     return paths
 
 
+_ZIP_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def _zip_hash(path: Path) -> str:
+    """SHA-256 of a zip's bytes (remembered while its size and modification time stay the same)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _ZIP_HASHES:
+        _ZIP_HASHES[key] = file_sha256(path)
+    return _ZIP_HASHES[key]
+
+
 def _cache_key(paths: list[Path], size: int) -> str:
+    """The decoded data's name: the image size and the SHA-256 of each zip's bytes."""
     h = hashlib.sha256(f"v{_CACHE_VERSION}-{size}".encode())
     for p in paths:
-        st = p.stat()
-        h.update(f"{p.name}-{st.st_size}-{st.st_mtime_ns}".encode())
+        h.update(f"{p.name}-{_zip_hash(p)}".encode())
     return h.hexdigest()[:16]
+
+
+def restore_hint(path: Path) -> str:
+    """How to get a shipped data file back."""
+    try:
+        rel = path.resolve().relative_to(REPO_DATA.resolve().parent)
+        return f"restore it with `git checkout -- {rel}` in the repository, or reinstall the package"
+    except ValueError:
+        return "put an intact copy back (the repository's data/omniglot/ folder holds it), or reinstall the package"
+
+
+def _read_zip(path: Path) -> dict[str, bytes]:
+    """Every PNG of a zip, its bytes checked against the zip's CRC; ``ValueError`` naming a damaged file."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return {name: zf.read(name) for name in sorted(zf.namelist()) if name.endswith(".png")}
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as err:
+        raise ValueError(f"the Omniglot zip {path} is damaged ({type(err).__name__}: {err}); "
+                         f"{restore_hint(path)}") from err
 
 
 def _decode_zips(paths: list[Path], size: int) -> Omniglot:
     entries: dict[tuple[str, str], list[bytes]] = {}
     for path in paths:
         seen_here: set[tuple[str, str]] = set()
-        with zipfile.ZipFile(path) as zf:
-            for name in sorted(zf.namelist()):
-                parts = name.split("/")
-                if len(parts) != 4 or not parts[3].endswith(".png"):
-                    continue
-                key = (parts[1], parts[2])
-                if key in entries and key not in seen_here:
-                    continue  # Greek and Latin are in both zips: keep the first copy
-                seen_here.add(key)
-                entries.setdefault(key, []).append(zf.read(name))
+        for name, data in _read_zip(path).items():
+            parts = name.split("/")
+            if len(parts) != 4 or not parts[3].endswith(".png"):
+                continue
+            key = (parts[1], parts[2])
+            if key in entries and key not in seen_here:
+                continue  # Greek and Latin are in both zips: keep the first copy
+            seen_here.add(key)
+            entries.setdefault(key, []).append(data)
     keys = sorted(entries)
     bad = [k for k in keys if len(entries[k]) != DRAWINGS_PER_CHARACTER]
     if bad:
-        raise ValueError(f"corrupt Omniglot zips: {bad[:3]} do not hold 20 drawings each")
+        raise ValueError(f"corrupt Omniglot zips: {bad[:3]} do not hold 20 drawings each; "
+                         f"{restore_hint(paths[0])} (and the other zip beside it)")
     images = np.stack([np.stack([_decode(b, size) for b in entries[k]]) for k in keys])
     return Omniglot(
         torch.from_numpy(images).unsqueeze(2),
@@ -224,7 +257,8 @@ def load_omniglot(size: int = 28, root: str | os.PathLike | None = None, cache: 
 
     Decoding the 4840 PNGs takes a few seconds; the result is kept in memory and on disk (under
     ``$METALEARN_LITE_CACHE``, default ``~/.cache/metalearn_lite``) so later loads take well under
-    a second.  The cache is keyed by the zips' sizes and modification times.
+    a second.  The disk cache is named by the SHA-256 of the zips' bytes and carries a SHA-256 of the decoded
+    images, checked when it is read: a cache that does not match is decoded again, never trusted.
 
     Args:
         size: side of the square images in pixels (default 28; 105 is the original).
@@ -242,7 +276,9 @@ def load_omniglot(size: int = 28, root: str | os.PathLike | None = None, cache: 
     if cache and file.is_file():
         try:
             blob = torch.load(file, weights_only=True)
-            data = Omniglot(blob["images"], tuple(blob["alphabets"]), tuple(blob["characters"]))
+            digest = blob.pop("sha256")
+            if digest == content_digest(blob):
+                data = Omniglot(blob["images"], tuple(blob["alphabets"]), tuple(blob["characters"]))
         except Exception:  # a damaged cache is rebuilt, never trusted
             data = None
     if data is None:
@@ -261,11 +297,11 @@ def _copy(data: Omniglot) -> Omniglot:
 
 def _write_cache(file: Path, data: Omniglot) -> None:
     try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_suffix(f".tmp{os.getpid()}")
         blob = {"images": data.images, "alphabets": list(data.alphabets), "characters": list(data.characters)}
-        torch.save(blob, tmp)
-        os.replace(tmp, file)
+        blob["sha256"] = content_digest(blob)
+        buffer = io.BytesIO()
+        torch.save(blob, buffer)
+        atomic_write(file, buffer.getvalue())
     except OSError:
         pass  # a read-only home is no reason to fail; we simply decode again next time
 
