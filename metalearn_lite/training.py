@@ -9,8 +9,16 @@ Adam and step decay, validates every ``val_every`` steps, and keeps two checkpoi
 * ``last.pt``: the complete training state (weights, optimiser, schedule, the task source's and torch's
   random states, history), written every ``save_every`` steps and when training is interrupted.
 
-Calling ``train`` again with the same ``out_dir`` resumes from ``last.pt`` and continues with exactly the
-tasks an uninterrupted run would have drawn.  Ctrl-C saves ``last.pt`` and returns.
+Calling ``train`` again with the same ``out_dir`` resumes from ``last.pt`` and continues exactly as an
+uninterrupted run would have: ``last.pt`` holds everything that decides what happens next (weights, optimiser,
+schedule, step, history, the running loss behind ``best.pt``, the task source's and torch's random states).
+SIGINT (Ctrl-C) and SIGTERM are taken at a step boundary (:mod:`metalearn_lite.interrupts`): the step in
+progress finishes, ``last.pt`` is saved and ``train`` returns; a second signal stops at once and the step in
+progress is undone whole before saving.  A resume that would change the task source, its settings or a run
+setting that decides what a step does is refused unless ``change_settings=True``
+(:mod:`metalearn_lite.resumption`).  Before step 1, ``out_dir`` is checked to be a writable folder and the
+method runs once on the first tasks (:mod:`metalearn_lite.preflight`); a non-finite loss or gradient stops
+the run with an error naming the inputs or the learning rate to blame.
 
 Under ``torchrun`` (or with ``distributed=True``) it runs on every process with ``torch.distributed`` and
 DDP (:mod:`metalearn_lite.distributed`): each rank draws ``tasks_per_step / ranks`` tasks from its own
@@ -71,6 +79,10 @@ class TrainConfig:
     time_limit_min: float = 0.0  # stop after this many minutes (0: no limit)
     grad_clip: float = 0.0  # clip the gradient norm to this (0: no clipping)
     compile: bool = False  # torch.compile the method's training step (method.compile_training)
+    #: seeds torch's global random generator at the start of a fresh run: random choices made inside the
+    #: method's loss (dropout, random augmentation on the global generator) follow it.  It does not reseed the
+    #: task source (give the sampler its own ``seed=``) nor the initial weights (built before ``train``: call
+    #: ``torch.manual_seed`` before building the model); under torchrun each rank's task stream is derived from it
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -193,6 +205,12 @@ def train(
             source's settings, the course recipe's name).
         distributed: train on every process of a ``torch.distributed`` group (DDP); ``None``: when launched
             by ``torchrun`` or inside an initialised process group.
+        change_settings: resume ``last.pt`` even though the task source, its settings or the run's settings
+            differ from the saved run's (the change is applied and recorded in the checkpoint's ``changes``).
+
+    ``seed`` (a setting) seeds torch's global generator at the start of a fresh run (dropout and other random
+    choices inside the method's loss); the tasks follow the task source's own seed and the initial weights the
+    generator's state when the model was built.
 
     Example::
 
