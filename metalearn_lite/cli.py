@@ -203,6 +203,7 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
 
     recipe, run, settings, model_args = configs(args)
     device = check_device(args.device) if args.device else default_device()
+    check_out_dir(Path(args.out))  # found before the data are loaded
     if args.save_as:  # found now, not after the whole run
         check_target(Path(args.save_as), "--save-as")
     if launched_by_torchrun() and device.type == "cuda":  # one GPU per process: build the tasks on this rank's
