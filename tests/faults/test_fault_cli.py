@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from faultkit import protonet
 
 import metalearn_lite.cli as cli
 from metalearn_lite.checkpoints import save_checkpoint
