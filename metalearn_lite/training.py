@@ -377,8 +377,9 @@ def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig,
         except KeyboardInterrupt:
             interrupted = True
             if group.active:  # the other ranks may be gone: no collective call can be trusted now
-                print(f"\ninterrupted at step {step}: resume from the last save in {last} (every {cfg.save_every} "
-                      "steps)")
+                if group.is_main:
+                    print(f"\ninterrupted at step {step}: resume from the last save in {last} (every "
+                          f"{cfg.save_every} steps)")
             else:
                 # the step in progress is discarded whole: weights, optimiser, random states and the loop's
                 # values go back to where they were before it, so the resumed run does it again from its start
