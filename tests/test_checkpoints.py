@@ -7,9 +7,8 @@ import os
 import pytest
 import torch
 
-from metalearn_lite import EpisodeSampler, evaluate, load_checkpoint, load_pretrained
+from metalearn_lite import EpisodeSampler, evaluate, integrity, load_checkpoint, load_pretrained
 from metalearn_lite.algorithms import ProtoNet, SiameseNet
-from metalearn_lite import integrity
 from metalearn_lite.checkpoints import FORMAT, available_pretrained, read_checkpoint, save_checkpoint
 from metalearn_lite.models import Conv4
 
