@@ -74,6 +74,21 @@ def check_target(path: Path, flag: str) -> None:
                          "place") from err
 
 
+class ResumeMode(argparse.Action):
+    """``--no-resume`` (start over) or ``--change-settings`` (resume with other settings): one option, as the
+    two exclude each other."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        mode = "restart" if option_string == "--no-resume" else "change"
+        if getattr(namespace, self.dest) not in (self.default, mode):
+            parser.error("--no-resume (start over) and --change-settings (continue) exclude each other")
+        setattr(namespace, self.dest, mode)
+
+
 def _flag(key: str) -> str:
     return "--" + key.replace("_", "-")
 
@@ -106,9 +121,10 @@ def add_recipe_parser(sub: Any, recipe: Recipe) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder for best.pt and the resumable last.pt")
     p.add_argument("--save-as", help="when done, copy best.pt to this path (e.g. data/checkpoints/NAME.pt)")
     p.add_argument("--device", help="cpu, cuda, mps (default: best available)")
-    p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
-    p.add_argument("--change-settings", action="store_true",
-                   help="resume OUT/last.pt with other task or run settings (recorded in the checkpoint)")
+    p.add_argument("--no-resume", "--change-settings", action=ResumeMode, dest="resume_mode", default="exact",
+                   help="what to do with an existing OUT/last.pt (default: resume it exactly, refusing other "
+                        "settings): --no-resume starts over; --change-settings resumes it with this command's "
+                        "task and run settings, recorded in the checkpoint's history")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     if recipe.folder:
         p.add_argument("--data", metavar="DIR", help="train on an image folder (one subfolder per class) instead of "
@@ -214,8 +230,8 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     tasks = recipe.tasks(method.to(device), settings, device, run)
     command = "python -m metalearn_lite " + shlex.join(argv)
     result = train(method, tasks, tasks, run, out_dir=args.out, device=device, command=command,
-                   progress=not args.no_progress, resume=not args.no_resume, task_config=vars(settings),
-                   recipe=recipe.name, change_settings=args.change_settings)
+                   progress=not args.no_progress, resume=args.resume_mode != "restart",
+                   task_config=vars(settings), recipe=recipe.name, change_settings=args.resume_mode == "change")
     if not main_rank:  # under torchrun only rank 0 speaks
         return 130 if result.interrupted else 0
     metrics = [k for k in (result.history[-1] if result.history else {}) if k.startswith("val_")]
