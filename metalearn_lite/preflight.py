@@ -76,20 +76,23 @@ def input_mismatch(method: nn.Module, batch: Any) -> str | None:
 
 
 def check_first_task(method: nn.Module, batch: Any, loss_of: Any) -> None:
-    """One forward pass of the training loss on the first meta-batch, with clear errors for inputs the
-    model cannot take (``ValueError`` naming what to convert or which ``image_size`` to pass) and for
-    non-finite inputs.  The caller restores whatever the pass changed."""
+    """One forward pass of the training loss on the first meta-batch, with clear errors for non-finite inputs and
+    for inputs the model cannot take (``ValueError`` naming what to convert or which ``image_size`` to pass,
+    from :func:`input_mismatch`, when the pass fails: a model that takes integer token ids is not refused).
+    The caller restores whatever the pass changed."""
     bad = non_finite_inputs(batch)
     if bad:
         raise ValueError(f"the first training tasks hold non-finite values (NaN or inf) in {bad}: clean the data "
                          "(e.g. torch.nan_to_num, or drop those examples) before building the task source")
-    problem = input_mismatch(method, batch)
-    if problem:
-        raise ValueError(problem)
     x = _inputs(batch)
     try:
         loss_of(batch)
-    except RuntimeError as err:  # torch's shape and dtype errors, from deep inside the network
+    except (RuntimeError, ValueError) as err:  # torch's shape and dtype errors, from deep inside the network
+        problem = input_mismatch(method, batch)
+        if problem:
+            raise ValueError(problem) from err
+        if isinstance(err, ValueError):  # the model's own message
+            raise
         shape = f"{tuple(x.shape)} {x.dtype}" if x is not None else "?"
         reason = (str(err).splitlines() or [""])[0]
         raise ValueError(f"{type(method).__name__} cannot run on the first training task (inputs {shape}): "

@@ -285,3 +285,14 @@ def test_correct_adapt_on_clean_support():
     sx, sy, qx = one_task()
     out = maml_mlp().adapt(sx, sy)(qx)
     assert out.shape == (qx.shape[0], 3) and torch.isfinite(out).all()
+
+
+def test_correct_integer_token_inputs_train_when_the_model_takes_them(tmp_path):
+    """The dtype check speaks only when the model fails: a network over token ids trains on int64 inputs."""
+    torch.manual_seed(0)
+    tokens = torch.randint(0, 20, (60, 4), generator=torch.Generator().manual_seed(0))
+    tokens[:, 0] = torch.arange(12).repeat_interleave(5)  # the first token says the class
+    net = torch.nn.Sequential(torch.nn.Embedding(20, 6), torch.nn.Flatten())
+    tasks = ml.EpisodeSampler(tokens, torch.arange(12).repeat_interleave(5), ways=3, shots=2, queries=2, seed=0)
+    result = ml.train(ml.ProtoNet(net), tasks, out_dir=tmp_path / "r", **NO_SAVE)
+    assert result.step == 12 and math.isfinite(result.best_val)
