@@ -307,5 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as err:  # a user's mistake or a broken environment: one line, no traceback
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # outside training (which saves and returns): loading data, evaluating
+        print("interrupted", file=sys.stderr)
+        return 130
     parser.print_help()
     return 0

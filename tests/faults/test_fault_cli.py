@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import metalearn_lite.cli as cli
-from metalearn_lite.checkpoints import save_checkpoint
+from metalearn_lite.checkpoints import checkpoint_dir, save_checkpoint
 from metalearn_lite.cli import main
 from metalearn_lite.training import TrainResult
 
@@ -169,3 +169,12 @@ def test_error_cli_process_prints_one_line_and_exits_2(args, words):
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and words in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_correct_ctrl_c_outside_training_exits_130_without_traceback(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "evaluate", interrupted)
+    path = checkpoint_dir() / "protonet-omniglot.pt"
+    assert main(["evaluate", str(path), "--device", "cpu", "--episodes", "2"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"

@@ -115,7 +115,7 @@ def test_correct_shipped_checkpoints_are_unchanged_and_load():
         blob = torch.load(checkpoint_dir() / f"{name}.pt", map_location="cpu", weights_only=True)
         assert "sha256" not in blob
     if shutil.which("git") and (REPO / ".git").exists():
-        changed = subprocess.run(["git", "status", "--porcelain", "--", "data/checkpoints"], cwd=REPO,
+        changed = subprocess.run(["git", "status", "--porcelain", "--", str(checkpoint_dir())], cwd=REPO,
                                  capture_output=True, text=True).stdout
         assert not changed.strip(), changed
     assert ml.load_pretrained("protonet-omniglot").name == "protonet"
