@@ -33,7 +33,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..integrity import atomic_write, content_digest, file_sha256
-from ..paths import REPO_DATA, cache_dir, data_root
+from ..paths import cache_dir, data_root
 
 ZIP_NAMES = ("images_background_small1.zip", "images_background_small2.zip")
 DRAWINGS_PER_CHARACTER = 20
@@ -208,12 +208,12 @@ def _cache_key(paths: list[Path], size: int) -> str:
 
 
 def restore_hint(path: Path) -> str:
-    """How to get a shipped data file back."""
-    try:
-        rel = path.resolve().relative_to(REPO_DATA.resolve().parent)
-        return f"restore it with `git checkout -- {rel}` in the repository, or reinstall the package"
-    except ValueError:
-        return "put an intact copy back (the repository's data/omniglot/ folder holds it), or reinstall the package"
+    """How to get a shipped data file back: a ``git checkout`` when it lies in a git checkout, else a reinstall."""
+    path = path.resolve()
+    root = next((p for p in path.parents if (p / ".git").exists()), None)
+    if root is not None:
+        return (f"restore it with `git -C {root} checkout -- {path.relative_to(root)}`, or reinstall the package")
+    return "put an intact copy back (the repository's data/omniglot/ folder holds it), or reinstall the package"
 
 
 def _read_zip(path: Path) -> dict[str, bytes]:

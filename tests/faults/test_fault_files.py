@@ -200,7 +200,10 @@ def test_error_empty_zip_file(zips):
 
 def test_error_shipped_zip_restore_hint_is_a_git_checkout():
     hint = omniglot.restore_hint(omniglot._zip_paths(None)[0])
-    assert "git checkout -- " in hint and hint.split("`")[1].endswith(omniglot.ZIP_NAMES[0])
+    command = hint.split("`")[1]
+    assert command.startswith("git -C ") and " checkout -- " in command and command.endswith(omniglot.ZIP_NAMES[0])
+    root, rel = command[len("git -C "):].split(" checkout -- ")
+    assert (Path(root) / rel).resolve() == omniglot._zip_paths(None)[0].resolve()
 
 
 def test_correct_tampered_cache_is_decoded_again(zips):
