@@ -14,6 +14,7 @@ A method built on your own network cannot be rebuilt from a file: build it again
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import torch
 
 from .algorithms import METHODS, EpisodicMethod, build_method
 from .models import Conv4
-from .paths import data_root
+from .paths import data_root, data_root_origin
 
 FORMAT = "metalearn-lite-checkpoint/2"
 #: the format of the files written before the methods took the reader's own networks (read and upgraded)
@@ -102,7 +103,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         reason = (str(err).splitlines() or [""])[0] or type(err).__name__
         raise ValueError(
             f"{path} is not a readable checkpoint (truncated or corrupt?): {reason}. "
-            "Re-create it with the command in data/checkpoints/README.md, or restore it from git"
+            "Re-create it with the command in metalearn_lite/data/checkpoints/README.md, or restore it from git"
         ) from err
     if isinstance(blob, dict) and blob.get("format") == FORMAT_1:
         return upgrade_format_1(blob)
@@ -167,24 +168,36 @@ def load_checkpoint(
 
 
 def checkpoint_dir() -> Path:
-    """``data/checkpoints`` (or ``$METALEARN_LITE_DATA/checkpoints``)."""
+    """The package's ``data/checkpoints`` (or ``$METALEARN_LITE_DATA/checkpoints``)."""
     return data_root() / "checkpoints"
 
 
+def no_pretrained_message() -> str:
+    """What to say when no pretrained model is found: the folder searched, and why that one."""
+    return (f"no pretrained models (*.pt) in {checkpoint_dir()} (looked there because of {data_root_origin()}); "
+            "unset METALEARN_LITE_DATA to use the shipped ones, or point it at a folder whose checkpoints/ "
+            "subfolder holds .pt files")
+
+
 def available_pretrained() -> list[str]:
-    """Names accepted by :func:`load_pretrained`."""
-    return sorted(p.stem for p in checkpoint_dir().glob("*.pt"))
+    """Names accepted by :func:`load_pretrained`; an empty list warns where it looked."""
+    names = sorted(p.stem for p in checkpoint_dir().glob("*.pt"))
+    if not names:
+        warnings.warn(no_pretrained_message(), stacklevel=2)
+    return names
 
 
 def load_pretrained(name: str, device: str | torch.device | None = None) -> EpisodicMethod:
     """A ready model trained by this package, e.g. ``load_pretrained("protonet-omniglot")``.
 
     The returned model carries how it was trained: ``.command`` and ``.seed`` (also in
-    ``data/checkpoints/README.md``), ``.train_config`` (the run's settings), ``.task_config`` (the
+    ``metalearn_lite/data/checkpoints/README.md``), ``.train_config`` (the run's settings), ``.task_config`` (the
     task source's), ``.history`` (one dict per validation: step, loss, acc, val_acc, minutes), ``.step``,
     ``.best_val`` and ``.recipe``.
     """
-    names = available_pretrained()
+    names = sorted(p.stem for p in checkpoint_dir().glob("*.pt"))
+    if not names:
+        raise ValueError(no_pretrained_message())
     if name not in names:
         raise ValueError(f"no pretrained model {name!r}; available: {names}")
     blob = read_checkpoint(checkpoint_dir() / f"{name}.pt")

@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from .algorithms.ntm import flush_denormals
-from .checkpoints import available_pretrained, checkpoint_dir, load_pretrained, model_from_checkpoint, read_checkpoint
+from .checkpoints import (
+    checkpoint_dir,
+    load_pretrained,
+    model_from_checkpoint,
+    no_pretrained_message,
+    read_checkpoint,
+)
 from .datasets import omniglot_split
 from .devices import default_device
 from .distributed import launched_by_torchrun
@@ -81,7 +87,8 @@ def add_recipe_parser(sub: Any, recipe: Recipe) -> argparse.ArgumentParser:
     """The ``train NAME`` subcommand: common options, the run's, the task's and the model's."""
     p = sub.add_parser(recipe.name, help=recipe.summary, description=recipe.summary)
     p.add_argument("--out", required=True, help="run folder for best.pt and the resumable last.pt")
-    p.add_argument("--save-as", help="when done, copy best.pt to this path (e.g. data/checkpoints/NAME.pt)")
+    p.add_argument("--save-as",
+                   help="when done, copy best.pt to this path (e.g. metalearn_lite/data/checkpoints/NAME.pt)")
     p.add_argument("--device", help="cpu, cuda, mps (default: best available)")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -236,9 +243,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _list() -> int:
-    names = available_pretrained()
+    names = sorted(p.stem for p in checkpoint_dir().glob("*.pt"))
     if not names:
-        print(f"no pretrained models in {checkpoint_dir()}")
+        print(no_pretrained_message())
     for name in names:
         blob = read_checkpoint(checkpoint_dir() / f"{name}.pt")
         print(f"{name}: {blob['method']} {blob['config']}\n    {blob.get('command', '')}")
