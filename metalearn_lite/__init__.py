@@ -16,7 +16,7 @@ devices, evaluation) <- data (``datasets``) <- methods (``algorithms``) <- train
 ``recipes`` (the course's Omniglot runs) and the command line <- ``lessons``.
 """
 
-from ._malloc import MALLOC_TUNED
+from ._malloc import malloc_tuned, tune_for_training
 from .algorithms import (
     MAML,
     MANN,
@@ -58,7 +58,6 @@ __version__ = "0.2.0"
 
 __all__ = [
     "ALPHABET_SPLITS",
-    "MALLOC_TUNED",
     "MAML",
     "MANN",
     "MLP",
@@ -94,10 +93,12 @@ __all__ = [
     "load_omniglot",
     "load_pretrained",
     "make_shapes",
+    "malloc_tuned",
     "mean_ci",
     "omniglot_split",
     "read_image",
     "save_checkpoint",
     "train",
+    "tune_for_training",
 ]
 __all__ += ["LearnedOptimizer", "MLPProblems", "QuadraticProblems"]

@@ -19,6 +19,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from ._malloc import tune_for_training
 from .algorithms.ntm import flush_denormals
 from .checkpoints import (
     checkpoint_dir,
@@ -258,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command in ("train", "evaluate"):
         flush_denormals()  # this process is ours: denormal floats would slow the memory models' CPU steps
+        tune_for_training()  # and glibc may keep a step's big buffers for reuse
     try:
         if args.command == "train":
             return _train(args, argv)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from scipy import stats
 
+from ._malloc import tune_for_training
 from .episodes import EpisodeSampler
 from .fewshot import FewShotClassifier
 
@@ -87,6 +88,7 @@ def evaluate(
         )
     if queries < 1:
         raise ValueError(f"evaluation needs queries >= 1 to score; got {queries}")
+    tune_for_training()
     x, y = data if isinstance(data, (tuple, list)) else (data, None)
     if isinstance(data, (tuple, list)) and len(data) != 2:
         raise ValueError(f"data must be grouped examples (classes, per_class, ...) or a pair (x, y); got "

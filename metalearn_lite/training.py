@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ._malloc import tune_for_training
 from .algorithms import EpisodicMethod
 from .checkpoints import load_weights, read_checkpoint, save_checkpoint
 from .devices import resolve_device
@@ -211,6 +212,7 @@ def train(
 def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig, out: Path, device: Any,
            progress: bool, resume: bool, command: str, task_config: dict[str, Any] | None, recipe: str | None,
            group: Group) -> TrainResult:
+    tune_for_training()  # glibc keeps the step's big buffers for reuse (metalearn_lite._malloc)
     device = resolve_device(device, next(method.parameters()))
     method.to(device)
     torch.manual_seed(cfg.seed)
