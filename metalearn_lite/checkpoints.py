@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from .algorithms import METHODS, EpisodicMethod, build_method
+from .algorithms.learned_optimizer import LearnedOptimizer
 from .models import Conv4
 from .paths import data_root, data_root_origin
 
@@ -187,8 +188,9 @@ def available_pretrained() -> list[str]:
     return names
 
 
-def load_pretrained(name: str, device: str | torch.device | None = None) -> EpisodicMethod:
-    """A ready model trained by this package, e.g. ``load_pretrained("protonet-omniglot")``.
+def load_pretrained(name: str, device: str | torch.device | None = None) -> EpisodicMethod | LearnedOptimizer:
+    """A ready model trained by this package, e.g. ``load_pretrained("protonet-omniglot")`` (a
+    :class:`LearnedOptimizer` for ``learned-optimizer-quadratic``, every other name a few-shot method).
 
     The returned model carries how it was trained: ``.command`` and ``.seed`` (also in
     ``metalearn_lite/data/checkpoints/README.md``), ``.train_config`` (the run's settings), ``.task_config`` (the
@@ -201,7 +203,12 @@ def load_pretrained(name: str, device: str | torch.device | None = None) -> Epis
     if name not in names:
         raise ValueError(f"no pretrained model {name!r}; available: {names}")
     blob = read_checkpoint(checkpoint_dir() / f"{name}.pt")
-    model = model_from_checkpoint(blob, device=device)
+    if blob.get("method") == "learned_optimizer":  # lesson 07's optimiser: an update rule, not a few-shot method
+        model = LearnedOptimizer(**blob["config"])
+        model.load_state_dict(blob["state_dict"])
+        model = model.to(device).eval() if device is not None else model.eval()
+    else:
+        model = model_from_checkpoint(blob, device=device)
     model.command = blob.get("command", "")
     model.seed = blob.get("seed")
     model.history = blob.get("history", [])

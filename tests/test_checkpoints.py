@@ -286,3 +286,12 @@ def test_shipped_data_is_read_from_the_package(monkeypatch):
     monkeypatch.delenv("METALEARN_LITE_DATA", raising=False)
     assert data_root() == Path(metalearn_lite.__file__).parent / "data"
     assert (data_root() / "omniglot" / "LICENSE").is_file()
+
+
+def test_every_listed_pretrained_name_loads():
+    from metalearn_lite import LearnedOptimizer
+
+    for name in available_pretrained():
+        model = load_pretrained(name)
+        assert not model.training and model.command, name
+    assert isinstance(load_pretrained("learned-optimizer-quadratic"), LearnedOptimizer)
