@@ -48,6 +48,7 @@ from .datasets import (
 )
 from .datasets.quadratics import MLPProblems, QuadraticProblems
 from .devices import default_device
+from .episode_loader import EpisodeBatchSampler, EpisodeCollate, LoaderTasks, episode_loader
 from .episodes import Episode, EpisodeSampler
 from .evaluation import EvalResult, evaluate, mean_ci
 from .fewshot import FewShotClassifier, class_means
@@ -66,6 +67,8 @@ __all__ = [
     "BatchStatNorm2d",
     "Conv4",
     "Episode",
+    "EpisodeBatchSampler",
+    "EpisodeCollate",
     "EpisodeSampler",
     "EpisodicMethod",
     "EvalResult",
@@ -73,6 +76,7 @@ __all__ = [
     "FineTune",
     "LSTMOneShot",
     "LinearProbe",
+    "LoaderTasks",
     "MetaLSTM",
     "NTMCopy",
     "Omniglot",
@@ -87,6 +91,7 @@ __all__ = [
     "available_pretrained",
     "class_means",
     "default_device",
+    "episode_loader",
     "evaluate",
     "image_folder",
     "load_checkpoint",

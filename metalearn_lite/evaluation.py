@@ -8,9 +8,10 @@ from dataclasses import dataclass
 
 import torch
 from scipy import stats
+from torch.utils.data import DataLoader, Dataset
 
 from ._malloc import tune_for_training
-from .episodes import EpisodeSampler
+from .episode_loader import evaluation_tasks
 from .fewshot import FewShotClassifier
 
 
@@ -59,7 +60,7 @@ class EvalResult:
 
 def evaluate(
     classifier: FewShotClassifier,
-    data: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+    data: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | Dataset | DataLoader,
     ways: int = 5,
     shots: int = 1,
     queries: int = 15,
@@ -71,9 +72,11 @@ def evaluate(
 
     Args:
         classifier: anything implementing :class:`FewShotClassifier`.
-        data: grouped examples ``(classes, per_class, ...)``, e.g. ``omniglot_split("test").images``, or
-            ``(x, y)``: examples ``(N, ...)`` with integer labels ``(N,)`` (e.g. from :func:`image_folder`).
-        ways, shots, queries: the task shape.
+        data: grouped examples ``(classes, per_class, ...)``, e.g. ``omniglot_split("test").images``,
+            ``(x, y)``: examples ``(N, ...)`` with integer labels ``(N,)`` (e.g. from :func:`image_folder`), a
+            map-style ``Dataset`` of ``(x, label)`` items (only the drawn items are loaded), or a ``DataLoader``
+            over an :class:`~metalearn_lite.EpisodeBatchSampler` (whose task shape and seed then apply).
+        ways, shots, queries: the task shape (not with a ``DataLoader``).
         episodes: number of tasks (>= 600 for the numbers we report).
         seed: sampling seed; every method evaluated with the same seed sees the same tasks.
         device: where the tasks are sent (default: the device of ``data``).
@@ -89,11 +92,7 @@ def evaluate(
     if queries < 1:
         raise ValueError(f"evaluation needs queries >= 1 to score; got {queries}")
     tune_for_training()
-    x, y = data if isinstance(data, (tuple, list)) else (data, None)
-    if isinstance(data, (tuple, list)) and len(data) != 2:
-        raise ValueError(f"data must be grouped examples (classes, per_class, ...) or a pair (x, y); got "
-                         f"{len(data)} items")
-    sampler = EpisodeSampler(x, y, ways=ways, shots=shots, queries=queries, seed=seed, device=device)
+    tasks, (ways, shots, queries) = evaluation_tasks(data, ways, shots, queries, seed, device)
     accs = torch.empty(episodes, dtype=torch.float64)
     was_training = getattr(classifier, "training", None)
     if was_training:
@@ -103,7 +102,7 @@ def evaluate(
     try:
         with nullcontext() if grad else torch.no_grad():
             for i in range(episodes):
-                sx, sy, qx, qy = sampler.sample(1).unbatched()
+                sx, sy, qx, qy = next(tasks).unbatched()
                 accs[i] = (classifier.predict(sx, sy, qx) == qy).double().mean().cpu()
     finally:
         if was_training:

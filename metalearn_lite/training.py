@@ -43,6 +43,7 @@ from .algorithms import EpisodicMethod
 from .checkpoints import load_weights, read_checkpoint, save_checkpoint
 from .devices import resolve_device
 from .distributed import Group, agree, gather, join, leave, reseed, share, wrap
+from .episode_loader import as_task_source
 from .episodes import Episode
 
 
@@ -172,7 +173,8 @@ def train(
     Args:
         method: the method to train (updated in place; ends holding the *last* weights, while
             ``out_dir/best.pt`` holds the best validated ones).
-        tasks: the training tasks: an :class:`~metalearn_lite.EpisodeSampler`, or any ``sample(n)``.
+        tasks: the training tasks: an :class:`~metalearn_lite.EpisodeSampler`, a ``DataLoader`` over an
+            :class:`~metalearn_lite.EpisodeBatchSampler` (episodes loaded by its workers), or any ``sample(n)``.
         val_tasks: validation tasks (a sampler, or an object with ``validate(method)``); ``None`` keeps the
             weights with the lowest running training loss.
         config: the run's :class:`TrainConfig`; ``settings`` (``steps=``, ``lr=``, ``tasks_per_step=``,
@@ -199,6 +201,9 @@ def train(
         raise ValueError(f"unknown training setting(s) {wrong}; the run's settings are {sorted(known)} (what a task "
                          "is, ways, shots, ..., belongs to the task source)")
     cfg = TrainConfig(**{**(asdict(config) if config is not None else {}), **settings})
+    params = method.parameters() if isinstance(method, torch.nn.Module) else iter(())
+    to = device if device is not None else next(params, torch.empty(0)).device
+    tasks, val_tasks = as_task_source(tasks, to), as_task_source(val_tasks, to)  # a DataLoader of episodes
     _check_inputs(method, tasks)
     out = Path(out_dir)
     group, device = join(distributed, None if device is None else torch.device(device))
