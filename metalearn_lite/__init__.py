@@ -53,6 +53,7 @@ from .episodes import Episode, EpisodeSampler
 from .evaluation import EvalResult, evaluate, mean_ci
 from .fewshot import FewShotClassifier, class_means
 from .models import MLP, BatchStatNorm2d, Conv4
+from .run_log import RunEvent
 from .training import TrainConfig, TrainResult, train
 
 __version__ = "0.2.0"
@@ -83,6 +84,7 @@ __all__ = [
     "Pretrained",
     "ProtoNet",
     "Reptile",
+    "RunEvent",
     "SiameseNet",
     "SinusoidTasks",
     "TrainConfig",

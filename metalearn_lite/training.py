@@ -45,6 +45,8 @@ from .devices import resolve_device
 from .distributed import Group, agree, gather, join, leave, reseed, share, wrap
 from .episode_loader import as_task_source
 from .episodes import Episode
+from .run_log import RunLog, check_callbacks
+from .train_options import Precision, make_optimizer
 
 
 @dataclass
@@ -166,6 +168,9 @@ def train(
     task_config: dict[str, Any] | None = None,
     recipe: str | None = None,
     distributed: bool | None = None,
+    optimizer: Any = None,
+    amp: str | None = None,
+    callbacks: Any = None,
     **settings: Any,
 ) -> TrainResult:
     """Train ``method`` on tasks drawn from ``tasks`` (see the module docstring).
@@ -188,6 +193,12 @@ def train(
             source's settings, the course recipe's name).
         distributed: train on every process of a ``torch.distributed`` group (DDP); ``None``: when launched
             by ``torchrun`` or inside an initialised process group.
+        optimizer: a ``torch.optim.Optimizer`` class (built with ``lr`` and ``weight_decay``) or a factory
+            ``params -> optimizer``; default Adam (:mod:`metalearn_lite.train_options`).
+        amp: ``"bf16"`` (CPU or CUDA) or ``"fp16"`` (CUDA, with a gradient scaler) mixed precision; ``None``:
+            float32.
+        callbacks: a callable or a list of them, each called with a :class:`~metalearn_lite.run_log.RunEvent`
+            after every step and every validation.  Every step's metrics also go to ``out_dir/history.csv``.
 
     Example::
 
@@ -205,18 +216,19 @@ def train(
     to = device if device is not None else next(params, torch.empty(0)).device
     tasks, val_tasks = as_task_source(tasks, to), as_task_source(val_tasks, to)  # a DataLoader of episodes
     _check_inputs(method, tasks)
+    options = {"optimizer": optimizer, "amp": amp, "callbacks": check_callbacks(callbacks)}
     out = Path(out_dir)
     group, device = join(distributed, None if device is None else torch.device(device))
     try:
         return _train(method, tasks, val_tasks, cfg, out, device, progress, resume, command, task_config, recipe,
-                      group)
+                      group, options)
     finally:
         leave(group)
 
 
 def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig, out: Path, device: Any,
            progress: bool, resume: bool, command: str, task_config: dict[str, Any] | None, recipe: str | None,
-           group: Group) -> TrainResult:
+           group: Group, options: dict[str, Any]) -> TrainResult:
     tune_for_training()  # glibc keeps the step's big buffers for reuse (metalearn_lite._malloc)
     device = resolve_device(device, next(method.parameters()))
     method.to(device)
@@ -231,8 +243,9 @@ def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig,
                              "train it without compile")
         method.compile_training()
     validator = _validator(val_tasks, cfg.val_episodes) if group.is_main else None
-    opt = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=cfg.lr,
-                           weight_decay=cfg.weight_decay)
+    opt = make_optimizer(options["optimizer"], [p for p in method.parameters() if p.requires_grad], cfg.lr,
+                         cfg.weight_decay)
+    precision = Precision(options["amp"], device, method)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
     step, best_val, history = 0, -math.inf, []
 
@@ -253,6 +266,8 @@ def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig,
         sched.load_state_dict(blob["scheduler"])
         step, best_val, history = blob["step"], blob["best_val"], blob["history"]
         _set_rng_state(tasks, blob["rng"][group.rank] if group.active else blob["rng"])
+        precision.load_state_dict(blob.get("precision"))
+    log = RunLog(out, options["callbacks"], write=group.is_main, resume_step=step)
     loss_of = wrap(method, device) if group.active else method.loss
 
     def save(path: Path, training_state: bool, rng: dict[str, torch.Tensor] | None = None) -> None:
@@ -263,11 +278,14 @@ def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig,
         if training_state:
             states = gather(rng or _rng_state(tasks), group)
             extra.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                         rng=states if group.active else states[0])
+                         rng=states if group.active else states[0], precision=precision.state_dict())
             if group.active:
                 extra["rng_ranks"] = group.world
         if group.is_main:
             save_checkpoint(path, method, **extra)
+
+    def clip() -> None:
+        torch.nn.utils.clip_grad_norm_(method.parameters(), cfg.grad_clip)
 
     start = time.monotonic()
     interrupted = False
@@ -281,17 +299,18 @@ def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig,
             # the random state before this step's draws: an interrupt inside the step saves this one,
             # so the resumed run draws the same tasks again
             rng_before, step_started = _rng_state(tasks), True
-            loss, acc = loss_of(tasks.sample(per_rank))
+            batch = tasks.sample(per_rank)
+            with precision.autocast():
+                loss, acc = loss_of(batch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"the training loss became {loss.item()} at step {step + 1}; lower the learning rate "
                     f"(now {sched.get_last_lr()[0]:g}) or resume from {last} with a smaller one"
                 )
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(method.parameters(), cfg.grad_clip)
-            opt.step()
+            precision.backward(loss)
+            lr = sched.get_last_lr()[0]
+            precision.step(opt, clip if cfg.grad_clip > 0 else None)
             sched.step()
             step += 1
             step_started = False
@@ -300,6 +319,8 @@ def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig,
             run_acc = av if run_acc is None else 0.95 * run_acc + 0.05 * av
             bar.update(1)
             bar.set_postfix(loss=f"{run_loss:.3f}", acc=f"{run_acc:.3f}")
+            log.step(step, {"loss": lv, "acc": av, "run_loss": run_loss, "run_acc": run_acc, "lr": lr,
+                            "minutes": (time.monotonic() - start) / 60}, method, opt)
             over_time = cfg.time_limit_min > 0 and agree(time.monotonic() - start > 60 * cfg.time_limit_min,
                                                              group)
             if (step % cfg.val_every == 0 or step == cfg.steps or over_time) and group.is_main:
@@ -313,10 +334,12 @@ def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig,
                                 "minutes": (time.monotonic() - start) / 60})
                 bar.set_postfix(loss=f"{run_loss:.3f}", acc=f"{run_acc:.3f}",
                                 **{k: f"{v:.3g}" for k, v in metrics.items()})
+                log.validation(step, {**metrics, "score": score}, method, opt)  # score: what best.pt is kept by
                 if score > best_val:
                     best_val = score
                     save(out / "best.pt", training_state=False)
             if step % cfg.save_every == 0 or step == cfg.steps or over_time:
+                log.flush()
                 save(last, training_state=True)
             if over_time:
                 break
@@ -330,5 +353,6 @@ def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig,
             save(last, training_state=True, rng=rng_before if step_started else None)
             print(f"\ninterrupted at step {step}: state saved to {last}; run again to resume")
     finally:
+        log.flush()
         bar.close()
     return TrainResult(out, step, best_val, history, interrupted)
