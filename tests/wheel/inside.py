@@ -44,12 +44,12 @@ for name in names:
     assert not model.training and model.command, name
 print(f"{stamp()} loaded all {len(names)} shipped models")
 
-result = ml.evaluate(ml.load_pretrained("protonet-omniglot"), test.images, ways=5, shots=1, episodes=50)
+result = ml.evaluate(ml.load_pretrained("protonet-omniglot"), test.images, ways=5, shots=1, episodes=20)
 first_evaluate_at = time.time()
 assert result.mean > 0.8, f"the shipped ProtoNet scores {result} from the wheel"
 print(f"{stamp()} evaluate from Python: protonet-omniglot {result}")
 
-cli = subprocess.run([sys.executable, "-m", "metalearn_lite", "evaluate", "siamese-omniglot", "--episodes", "30",
+cli = subprocess.run([sys.executable, "-m", "metalearn_lite", "evaluate", "siamese-omniglot", "--episodes", "10",
                       "--device", "cpu"], capture_output=True, text=True, timeout=300)
 assert cli.returncode == 0, cli.stderr
 assert "siamese-omniglot on test:" in cli.stdout, cli.stdout
@@ -66,5 +66,6 @@ with tempfile.TemporaryDirectory() as scratch:
     run = ml.train(ml.ProtoNet(ml.Conv4(hidden=16)), tasks, steps=5, val_every=5, save_every=5, progress=False,
                    out_dir=Path(scratch) / "run")
     assert run.step == 5 and run.best_path.is_file()
+    assert len((Path(scratch) / "run" / "history.csv").read_text().splitlines()) == 1 + 5  # header + a row a step
 print(f"{stamp()} trained a ProtoNet on {len(classes)} generated shape classes for {run.step} steps")
 print(json.dumps({"first_evaluate_at": first_evaluate_at}))
