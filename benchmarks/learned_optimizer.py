@@ -10,8 +10,9 @@ optimiser (same functions, problem by problem).  The seeds and sizes are those o
 (``metalearn_lite/lessons/lesson07_optimizers.py``).
 
     python benchmarks/learned_optimizer.py                 # train (about 3 CPU minutes), then evaluate
-    python benchmarks/learned_optimizer.py --save-as data/checkpoints/learned-optimizer-quadratic.pt
-    python benchmarks/learned_optimizer.py --load data/checkpoints/learned-optimizer-quadratic.pt   # evaluate only
+    python benchmarks/learned_optimizer.py --save-as metalearn_lite/data/checkpoints/learned-optimizer-quadratic.pt
+    python benchmarks/learned_optimizer.py --load metalearn_lite/data/checkpoints/learned-optimizer-quadratic.pt
+      (evaluate only)
 
 Target: the learned optimiser's mean loss at step 100 below the best hand-designed optimiser's; training
 at most 5 CPU minutes.  The script also prints the same table after ``--long`` steps (default 500),

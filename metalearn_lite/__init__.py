@@ -16,7 +16,7 @@ devices, evaluation) <- data (``datasets``) <- methods (``algorithms``) <- train
 ``recipes`` (the course's Omniglot runs) and the command line <- ``lessons``.
 """
 
-from ._malloc import MALLOC_TUNED
+from ._malloc import malloc_tuned, tune_for_training
 from .algorithms import (
     MAML,
     MANN,
@@ -48,17 +48,18 @@ from .datasets import (
 )
 from .datasets.quadratics import MLPProblems, QuadraticProblems
 from .devices import default_device
+from .episode_loader import EpisodeBatchSampler, EpisodeCollate, LoaderTasks, episode_loader
 from .episodes import Episode, EpisodeSampler
 from .evaluation import EvalResult, evaluate, mean_ci
 from .fewshot import FewShotClassifier, class_means
 from .models import MLP, BatchStatNorm2d, Conv4
+from .run_log import RunEvent
 from .training import TrainConfig, TrainResult, train
 
 __version__ = "0.2.0"
 
 __all__ = [
     "ALPHABET_SPLITS",
-    "MALLOC_TUNED",
     "MAML",
     "MANN",
     "MLP",
@@ -67,6 +68,8 @@ __all__ = [
     "BatchStatNorm2d",
     "Conv4",
     "Episode",
+    "EpisodeBatchSampler",
+    "EpisodeCollate",
     "EpisodeSampler",
     "EpisodicMethod",
     "EvalResult",
@@ -74,12 +77,14 @@ __all__ = [
     "FineTune",
     "LSTMOneShot",
     "LinearProbe",
+    "LoaderTasks",
     "MetaLSTM",
     "NTMCopy",
     "Omniglot",
     "Pretrained",
     "ProtoNet",
     "Reptile",
+    "RunEvent",
     "SiameseNet",
     "SinusoidTasks",
     "TrainConfig",
@@ -88,16 +93,19 @@ __all__ = [
     "available_pretrained",
     "class_means",
     "default_device",
+    "episode_loader",
     "evaluate",
     "image_folder",
     "load_checkpoint",
     "load_omniglot",
     "load_pretrained",
     "make_shapes",
+    "malloc_tuned",
     "mean_ci",
     "omniglot_split",
     "read_image",
     "save_checkpoint",
     "train",
+    "tune_for_training",
 ]
 __all__ += ["LearnedOptimizer", "MLPProblems", "QuadraticProblems"]

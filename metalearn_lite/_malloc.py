@@ -5,6 +5,10 @@ returned to the system when freed, so a training step that frees and re-allocate
 activations pays page faults for all of them every step.  Raising the mmap threshold (1 GiB) and
 the trim threshold keeps those blocks in the heap for reuse.  ``benchmarks/protonet_step.py``
 measures the effect.  Set ``METALEARN_LITE_MALLOC_TUNING=0`` to keep glibc's defaults.
+
+Importing the package changes nothing: the tuning is applied by :func:`tune_for_training` when work starts
+(``train``, ``evaluate``, the command line), once per process.  It is process-wide, so it is only ever applied
+on behalf of a caller who asked the package to train or evaluate.
 """
 
 from __future__ import annotations
@@ -31,4 +35,17 @@ def tune_malloc() -> bool:
         return False
 
 
-MALLOC_TUNED = tune_malloc()
+_APPLIED: bool | None = None  # None: not tried yet in this process
+
+
+def tune_for_training() -> bool:
+    """Apply :func:`tune_malloc` once per process (later calls return the first answer)."""
+    global _APPLIED
+    if _APPLIED is None:
+        _APPLIED = tune_malloc()
+    return _APPLIED
+
+
+def malloc_tuned() -> bool:
+    """Whether this process has had the tuning applied (``False`` before any training or evaluation)."""
+    return bool(_APPLIED)

@@ -19,15 +19,17 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .algorithms import METHODS, EpisodicMethod, build_method
+from .algorithms.learned_optimizer import LearnedOptimizer
 from .integrity import atomic_write, content_digest
 from .models import Conv4
-from .paths import data_root
+from .paths import data_root, data_root_origin
 
 FORMAT = "metalearn-lite-checkpoint/2"
 #: the format of the files written before the methods took the reader's own networks (read and upgraded)
@@ -102,7 +104,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no checkpoint at {path}: check the path (train one with `python -m metalearn_lite train`)")
-    restore = (f"re-create it (the command that made a shipped model is in data/checkpoints/README.md), or restore "
+    restore = (f"re-create it (the command that made a shipped model is in metalearn_lite/data/checkpoints/README.md), or restore "
                f"it: `git checkout -- {path.name}` in its folder, or reinstall the package")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -187,28 +189,46 @@ def load_checkpoint(
 
 
 def checkpoint_dir() -> Path:
-    """``data/checkpoints`` (or ``$METALEARN_LITE_DATA/checkpoints``)."""
+    """The package's ``data/checkpoints`` (or ``$METALEARN_LITE_DATA/checkpoints``)."""
     return data_root() / "checkpoints"
 
 
+def no_pretrained_message() -> str:
+    """What to say when no pretrained model is found: the folder searched, and why that one."""
+    return (f"no pretrained models (*.pt) in {checkpoint_dir()} (looked there because of {data_root_origin()}); "
+            "unset METALEARN_LITE_DATA to use the shipped ones, or point it at a folder whose checkpoints/ "
+            "subfolder holds .pt files")
+
+
 def available_pretrained() -> list[str]:
-    """Names accepted by :func:`load_pretrained`."""
-    return sorted(p.stem for p in checkpoint_dir().glob("*.pt"))
+    """Names accepted by :func:`load_pretrained`; an empty list warns where it looked."""
+    names = sorted(p.stem for p in checkpoint_dir().glob("*.pt"))
+    if not names:
+        warnings.warn(no_pretrained_message(), stacklevel=2)
+    return names
 
 
-def load_pretrained(name: str, device: str | torch.device | None = None) -> EpisodicMethod:
-    """A ready model trained by this package, e.g. ``load_pretrained("protonet-omniglot")``.
+def load_pretrained(name: str, device: str | torch.device | None = None) -> EpisodicMethod | LearnedOptimizer:
+    """A ready model trained by this package, e.g. ``load_pretrained("protonet-omniglot")`` (a
+    :class:`LearnedOptimizer` for ``learned-optimizer-quadratic``, every other name a few-shot method).
 
     The returned model carries how it was trained: ``.command`` and ``.seed`` (also in
-    ``data/checkpoints/README.md``), ``.train_config`` (the run's settings), ``.task_config`` (the
+    ``metalearn_lite/data/checkpoints/README.md``), ``.train_config`` (the run's settings), ``.task_config`` (the
     task source's), ``.history`` (one dict per validation: step, loss, acc, val_acc, minutes), ``.step``,
     ``.best_val`` and ``.recipe``.
     """
-    names = available_pretrained()
+    names = sorted(p.stem for p in checkpoint_dir().glob("*.pt"))
+    if not names:
+        raise ValueError(no_pretrained_message())
     if name not in names:
         raise ValueError(f"no pretrained model {name!r}; available: {names}")
     blob = read_checkpoint(checkpoint_dir() / f"{name}.pt")
-    model = model_from_checkpoint(blob, device=device)
+    if blob.get("method") == "learned_optimizer":  # lesson 07's optimiser: an update rule, not a few-shot method
+        model = LearnedOptimizer(**blob["config"])
+        model.load_state_dict(blob["state_dict"])
+        model = model.to(device).eval() if device is not None else model.eval()
+    else:
+        model = model_from_checkpoint(blob, device=device)
     model.command = blob.get("command", "")
     model.seed = blob.get("seed")
     model.history = blob.get("history", [])

@@ -19,8 +19,15 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from ._malloc import tune_for_training
 from .algorithms.ntm import flush_denormals
-from .checkpoints import available_pretrained, checkpoint_dir, load_pretrained, model_from_checkpoint, read_checkpoint
+from .checkpoints import (
+    checkpoint_dir,
+    load_pretrained,
+    model_from_checkpoint,
+    no_pretrained_message,
+    read_checkpoint,
+)
 from .datasets import omniglot_split
 from .devices import check_device, default_device
 from .distributed import launched_by_torchrun
@@ -119,7 +126,8 @@ def add_recipe_parser(sub: Any, recipe: Recipe) -> argparse.ArgumentParser:
     """The ``train NAME`` subcommand: common options, the run's, the task's and the model's."""
     p = sub.add_parser(recipe.name, help=recipe.summary, description=recipe.summary)
     p.add_argument("--out", required=True, help="run folder for best.pt and the resumable last.pt")
-    p.add_argument("--save-as", help="when done, copy best.pt to this path (e.g. data/checkpoints/NAME.pt)")
+    p.add_argument("--save-as",
+                   help="when done, copy best.pt to this path (e.g. metalearn_lite/data/checkpoints/NAME.pt)")
     p.add_argument("--device", help="cpu, cuda, mps (default: best available)")
     p.add_argument("--no-resume", "--change-settings", action=ResumeMode, dest="resume_mode", default="exact",
                    help="what to do with an existing OUT/last.pt (default: resume it exactly, refusing other "
@@ -282,9 +290,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _list() -> int:
-    names = available_pretrained()
+    names = sorted(p.stem for p in checkpoint_dir().glob("*.pt"))
     if not names:
-        print(f"no pretrained models in {checkpoint_dir()}")
+        print(no_pretrained_message())
     for name in names:
         blob = read_checkpoint(checkpoint_dir() / f"{name}.pt")
         print(f"{name}: {blob['method']} {blob['config']}\n    {blob.get('command', '')}")
@@ -297,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command in ("train", "evaluate"):
         flush_denormals()  # this process is ours: denormal floats would slow the memory models' CPU steps
+        tune_for_training()  # and glibc may keep a step's big buffers for reuse
     try:
         if args.command == "train":
             return _train(args, argv)

@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, IterableDataset
 
+from .dataset_labels import read_labels
 from .devices import resolve_device
 
 
@@ -176,9 +177,11 @@ class EpisodeSampler:
     ) -> DatasetEpisodeSampler:
         """A sampler over a map-style ``Dataset`` of ``(x, label)`` items that loads only the items it draws.
 
-        Classes are read from ``labels`` (one integer class id per item) if given, else from
-        ``dataset.targets`` (e.g. torchvision's ``ImageFolder``, ``MNIST``), else ``dataset.labels``;
-        items are never read just to learn their labels.  Each ``x`` must be a tensor or a numpy array
+        Classes are read from ``labels`` (one integer class id per item) if given, else from where the data set
+        holds them without loading an item (``dataset.targets`` as in torchvision's ``ImageFolder``,
+        ``dataset.labels``, a ``TensorDataset``'s last tensor, a ``Subset`` or ``ConcatDataset`` of those), else
+        from every item once, with a progress bar (:mod:`metalearn_lite.dataset_labels`).
+        Each ``x`` must be a tensor or a numpy array
         of one shape (add a transform such as ``torchvision.transforms.ToTensor()`` to datasets of PIL
         images).  The same data and seed give exactly the episodes of ``EpisodeSampler(x_all, labels)``;
         episodes are returned on ``device`` (default: the CPU).  Example::
@@ -372,18 +375,8 @@ def _dataset_labels(
         raise ValueError(f"from_dataset needs a dataset with a length; {type(dataset).__name__} has no __len__: "
                          "define one, or stack its examples into tensors and use EpisodeSampler(x, y)") from err
     source = "labels"
-    if labels is None:
-        for source in ("targets", "labels"):
-            labels = getattr(dataset, source, None)
-            if labels is not None:
-                source = f"dataset.{source}"
-                break
-        else:
-            raise ValueError(
-                f"{type(dataset).__name__} has no .targets or .labels, and the sampler does not read every item to "
-                f"find their classes: pass labels= one integer class id per item ({size} of them), e.g. "
-                "labels=[base.targets[i] for i in subset.indices] for a torch.utils.data.Subset"
-            )
+    if labels is None:  # held by the data set (no item loaded), else read once from the items (a progress bar)
+        labels, source = read_labels(dataset)
     try:
         y = torch.as_tensor(labels.detach().cpu() if isinstance(labels, torch.Tensor) else np.asarray(labels))
     except (TypeError, ValueError, RuntimeError) as err:

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 
 import torch
 from scipy import stats
+from torch.utils.data import DataLoader, Dataset
 
-from .episodes import EpisodeSampler
+from ._malloc import tune_for_training
+from .episode_loader import evaluation_tasks
 from .fewshot import FewShotClassifier
 from .finite import check_input, check_weights
 
@@ -59,7 +61,7 @@ class EvalResult:
 
 def evaluate(
     classifier: FewShotClassifier,
-    data: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+    data: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | Dataset | DataLoader,
     ways: int = 5,
     shots: int = 1,
     queries: int = 15,
@@ -71,9 +73,11 @@ def evaluate(
 
     Args:
         classifier: anything implementing :class:`FewShotClassifier`.
-        data: grouped examples ``(classes, per_class, ...)``, e.g. ``omniglot_split("test").images``, or
-            ``(x, y)``: examples ``(N, ...)`` with integer labels ``(N,)`` (e.g. from :func:`image_folder`).
-        ways, shots, queries: the task shape.
+        data: grouped examples ``(classes, per_class, ...)``, e.g. ``omniglot_split("test").images``,
+            ``(x, y)``: examples ``(N, ...)`` with integer labels ``(N,)`` (e.g. from :func:`image_folder`), a
+            map-style ``Dataset`` of ``(x, label)`` items (only the drawn items are loaded), or a ``DataLoader``
+            over an :class:`~metalearn_lite.EpisodeBatchSampler` (whose task shape and seed then apply).
+        ways, shots, queries: the task shape (not with a ``DataLoader``).
         episodes: number of tasks (>= 600 for the numbers we report).
         seed: sampling seed; every method evaluated with the same seed sees the same tasks.
         device: where the tasks are sent (default: the device of ``data``).
@@ -88,15 +92,15 @@ def evaluate(
         )
     if queries < 1:
         raise ValueError(f"evaluation needs queries >= 1 to score; got {queries}")
-    x, y = data if isinstance(data, (tuple, list)) else (data, None)
-    if isinstance(data, (tuple, list)) and len(data) != 2:
-        raise ValueError(f"data must be grouped examples (classes, per_class, ...) or a pair (x, y); got "
-                         f"{len(data)} items")
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes must be a positive int (600 or more for a reported number); got {episodes!r}")
-    check_input(x, "the evaluation data")
+    if isinstance(data, torch.Tensor):
+        check_input(data, "the evaluation data")
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        check_input(data[0], "the evaluation data")
     check_weights(classifier, type(classifier).__name__)
-    sampler = EpisodeSampler(x, y, ways=ways, shots=shots, queries=queries, seed=seed, device=device)
+    tune_for_training()
+    tasks, (ways, shots, queries) = evaluation_tasks(data, ways, shots, queries, seed, device)
     accs = torch.empty(episodes, dtype=torch.float64)
     was_training = getattr(classifier, "training", None)
     if was_training:
@@ -106,7 +110,7 @@ def evaluate(
     try:
         with nullcontext() if grad else torch.no_grad():
             for i in range(episodes):
-                sx, sy, qx, qy = sampler.sample(1).unbatched()
+                sx, sy, qx, qy = next(tasks).unbatched()
                 accs[i] = (classifier.predict(sx, sy, qx) == qy).double().mean().cpu()
     finally:
         if was_training:

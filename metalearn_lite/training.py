@@ -46,15 +46,19 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ._malloc import tune_for_training
 from .algorithms import EpisodicMethod
 from .checkpoints import load_weights, read_checkpoint, save_checkpoint
 from .devices import resolve_device
 from .distributed import Group, agree, from_main, gather, join, leave, reseed, share, wrap
+from .episode_loader import as_task_source
 from .episodes import Episode
 from .finite import check_weights, non_finite_inputs
 from .interrupts import DeferredSignals, StepSnapshot
 from .preflight import check_first_task, check_out_dir
 from .resumption import apply_run_settings, describe_tasks, refusal, settings_changes
+from .run_log import RunLog, check_callbacks
+from .train_options import Precision, make_optimizer
 
 #: what a last.pt must hold to be resumed from
 RESUME_KEYS = ("optimizer", "scheduler", "rng", "step", "best_val", "history")
@@ -184,6 +188,9 @@ def train(
     recipe: str | None = None,
     distributed: bool | None = None,
     change_settings: bool = False,
+    optimizer: Any = None,
+    amp: str | None = None,
+    callbacks: Any = None,
     **settings: Any,
 ) -> TrainResult:
     """Train ``method`` on tasks drawn from ``tasks`` (see the module docstring).
@@ -191,7 +198,8 @@ def train(
     Args:
         method: the method to train (updated in place; ends holding the *last* weights, while
             ``out_dir/best.pt`` holds the best validated ones).
-        tasks: the training tasks: an :class:`~metalearn_lite.EpisodeSampler`, or any ``sample(n)``.
+        tasks: the training tasks: an :class:`~metalearn_lite.EpisodeSampler`, a ``DataLoader`` over an
+            :class:`~metalearn_lite.EpisodeBatchSampler` (episodes loaded by its workers), or any ``sample(n)``.
         val_tasks: validation tasks (a sampler, or an object with ``validate(method)``); ``None`` keeps the
             weights with the lowest running training loss.
         config: the run's :class:`TrainConfig`; ``settings`` (``steps=``, ``lr=``, ``tasks_per_step=``,
@@ -207,6 +215,12 @@ def train(
             by ``torchrun`` or inside an initialised process group.
         change_settings: resume ``last.pt`` even though the task source, its settings or the run's settings
             differ from the saved run's (the change is applied and recorded in the checkpoint's ``changes``).
+        optimizer: a ``torch.optim.Optimizer`` class (built with ``lr`` and ``weight_decay``) or a factory
+            ``params -> optimizer``; default Adam (:mod:`metalearn_lite.train_options`).
+        amp: ``"bf16"`` (CPU or CUDA) or ``"fp16"`` (CUDA, with a gradient scaler) mixed precision; ``None``:
+            float32.
+        callbacks: a callable or a list of them, each called with a :class:`~metalearn_lite.run_log.RunEvent`
+            after every step and every validation.  Every step's metrics also go to ``out_dir/history.csv``.
 
     ``seed`` (a setting) seeds torch's global generator at the start of a fresh run (dropout and other random
     choices inside the method's loss); the tasks follow the task source's own seed and the initial weights the
@@ -224,19 +238,24 @@ def train(
         raise ValueError(f"unknown training setting(s) {wrong}; the run's settings are {sorted(known)} (what a task "
                          "is, ways, shots, ..., belongs to the task source)")
     cfg = TrainConfig(**{**(asdict(config) if config is not None else {}), **settings})
+    params = method.parameters() if isinstance(method, torch.nn.Module) else iter(())
+    to = device if device is not None else next(params, torch.empty(0)).device
+    tasks, val_tasks = as_task_source(tasks, to), as_task_source(val_tasks, to)  # a DataLoader of episodes
     _check_inputs(method, tasks)
+    options = {"optimizer": optimizer, "amp": amp, "callbacks": check_callbacks(callbacks)}
     out = Path(out_dir)
     group, device = join(distributed, None if device is None else torch.device(device))
     try:
         return _train(method, tasks, val_tasks, cfg, out, device, progress, resume, command, task_config, recipe,
-                      group, change_settings)
+                      group, options, change_settings)
     finally:
         leave(group)
 
 
 def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig, out: Path, device: Any,
            progress: bool, resume: bool, command: str, task_config: dict[str, Any] | None, recipe: str | None,
-           group: Group, change_settings: bool = False) -> TrainResult:
+           group: Group, options: dict[str, Any], change_settings: bool = False) -> TrainResult:
+    tune_for_training()  # glibc keeps the step's big buffers for reuse (metalearn_lite._malloc)
     device = resolve_device(device, next(method.parameters()))
     method.to(device)
     check_out_dir(out)  # before any work: a run folder that is a file is found now, not at the first save
@@ -251,8 +270,9 @@ def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig,
                              "train it without compile")
         method.compile_training()
     validator = _validator(val_tasks, cfg.val_episodes) if group.is_main else None
-    opt = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=cfg.lr,
-                           weight_decay=cfg.weight_decay)
+    opt = make_optimizer(options["optimizer"], [p for p in method.parameters() if p.requires_grad], cfg.lr,
+                         cfg.weight_decay)
+    precision = Precision(options["amp"], device, method)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
     step, best_val, history = 0, -math.inf, []
     run_loss = run_acc = None
@@ -289,7 +309,9 @@ def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig,
             apply_run_settings(opt, sched, asdict(cfg), step)
             changes.append({"step": step, "changed": changed, "command": command})
         _set_rng_state(tasks, blob["rng"][group.rank] if group.active else blob["rng"])
+        precision.load_state_dict(blob.get("precision"))
     check_weights(method, f"the {method.name} to train")
+    log = RunLog(out, options["callbacks"], write=group.is_main, resume_step=step)
     loss_of = wrap(method, device) if group.active else method.loss
 
     def state() -> dict[str, Any]:
@@ -304,7 +326,7 @@ def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig,
         if training_state:
             states = gather(_rng_state(tasks), group)
             extra.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                         rng=states if group.active else states[0])
+                         rng=states if group.active else states[0], precision=precision.state_dict())
             if group.active:
                 extra["rng_ranks"] = group.world
         if group.is_main:
@@ -318,6 +340,9 @@ def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig,
     check_first_task(method, tasks.sample(per_rank), method.loss)
     before.restore(method, opt, sched, task_generators(tasks))
     method.zero_grad(set_to_none=True)
+
+    def clip() -> None:
+        torch.nn.utils.clip_grad_norm_(method.parameters(), cfg.grad_clip)
 
     start = time.monotonic()
     interrupted = False
@@ -334,19 +359,20 @@ def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig,
                 before = snapshot() if not group.active else None
                 batch = tasks.sample(per_rank)
                 try:
-                    loss, acc = loss_of(batch)
+                    with precision.autocast():
+                        loss, acc = loss_of(batch)
                 except FloatingPointError as err:
                     raise _diagnose(err, batch, method, step, sched, last) from err
                 if not torch.isfinite(loss):
                     raise _diagnose(None, batch, method, step, sched, last, loss.item())
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                precision.backward(loss)
                 grads = [p.grad for p in method.parameters() if p.grad is not None]
-                if grads and not torch.isfinite(torch.stack([g.norm() for g in grads]).sum()):
+                if (grads and precision.scaler is None
+                        and not torch.isfinite(torch.stack([g.norm() for g in grads]).sum())):
                     raise _diagnose(None, batch, method, step, sched, last, loss.item(), "gradient")
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(method.parameters(), cfg.grad_clip)
-                opt.step()
+                lr = sched.get_last_lr()[0]
+                precision.step(opt, clip if cfg.grad_clip > 0 else None)
                 sched.step()
                 step += 1
                 lv, av = loss.item(), float(acc)
@@ -354,6 +380,8 @@ def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig,
                 run_acc = av if run_acc is None else 0.95 * run_acc + 0.05 * av
                 bar.update(1)
                 bar.set_postfix(loss=f"{run_loss:.3f}", acc=f"{run_acc:.3f}")
+                log.step(step, {"loss": lv, "acc": av, "run_loss": run_loss, "run_acc": run_acc, "lr": lr,
+                                "minutes": (time.monotonic() - start) / 60}, method, opt)
                 over_time = cfg.time_limit_min > 0 and agree(time.monotonic() - start > 60 * cfg.time_limit_min,
                                                                  group)
                 if (step % cfg.val_every == 0 or step == cfg.steps or over_time) and group.is_main:
@@ -367,10 +395,12 @@ def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig,
                                     "minutes": (time.monotonic() - start) / 60})
                     bar.set_postfix(loss=f"{run_loss:.3f}", acc=f"{run_acc:.3f}",
                                     **{k: f"{v:.3g}" for k, v in metrics.items()})
+                    log.validation(step, {**metrics, "score": score}, method, opt)  # score: what best.pt is kept by
                     if score > best_val:
                         best_val = score
                         save(out / "best.pt", training_state=False)
                 if step % cfg.save_every == 0 or step == cfg.steps or over_time:
+                    log.flush()
                     save(last, training_state=True)
                 if over_time:
                     break
@@ -389,6 +419,7 @@ def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig,
                     run_loss, run_acc = values["running_loss"], values["running_acc"]
                 save(last, training_state=True)
         finally:
+            log.flush()
             bar.close()
     if interrupted and group.is_main and not group.active:
         print(f"\ninterrupted at step {step}: state saved to {last}; run again with the same out_dir to resume")

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-OMNIGLOT_DIR = REPO / "data" / "omniglot"
+OMNIGLOT_DIR = REPO / "metalearn_lite" / "data" / "omniglot"
 
 # The tests use small tensors: one thread is as fast, and on a small or busy machine (2 cores
 # shared with other work) torch's multi-threaded small ops slow down by 10-100x from thread

@@ -14,8 +14,8 @@ Plain integers (``5-way``, ``lesson 04``, ``28×28`` as a size) are not claims. 
    ``93.27``; a percentage also matches a printed fraction, ``0.9327``), or a code cell of the
    notebook writes it literally (a setting such as ``inner_lr=0.4``); or
 2. its sentence names where it comes from: a paper (``Snell et al., 2017``, ``(Finn et al. 2017)``,
-   ``Lake et al. (2015)``, any parenthesised year), the checkpoints README (``data/checkpoints/README.md``
-   or "the checkpoints README"), or a link ``[text](url)``; or
+   ``Lake et al. (2015)``, any parenthesised year), the checkpoints README
+   (``metalearn_lite/data/checkpoints/README.md`` or "the checkpoints README"), or a link ``[text](url)``; or
 3. it is written as mathematics (inside ``$...$``), or as code (inside backticks): those are
    definitions and settings, not measurements; or
 4. the cell lists it in a comment ``<!-- not-a-measurement: 0.5 2.0 -->``, for a number that is an

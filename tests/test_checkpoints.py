@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -263,3 +264,36 @@ def test_load_pretrained_on_cuda_matches_cpu(test_split, name, monkeypatch):
         got = gpu.logits(sx.cuda(), sy.cuda(), qx.cuda()).cpu()
         assert torch.equal(gpu.predict(sx.cuda(), sy.cuda(), qx.cuda()).cpu(), cpu.predict(sx, sy, qx))
     torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-4)
+
+
+def test_no_pretrained_says_where_it_looked(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("METALEARN_LITE_DATA", str(tmp_path))
+    with pytest.warns(UserWarning, match=r"no pretrained models.*" + str(tmp_path / "checkpoints")) as seen:
+        assert available_pretrained() == []
+    assert "METALEARN_LITE_DATA" in str(seen[0].message)
+    with pytest.raises(ValueError, match=r"no pretrained models.*METALEARN_LITE_DATA"):
+        load_pretrained("protonet-omniglot")
+    from metalearn_lite.cli import main
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert str(tmp_path / "checkpoints") in out and "METALEARN_LITE_DATA" in out
+
+
+def test_shipped_data_is_read_from_the_package(monkeypatch):
+    """Without the variable, the data is the package's own folder, found by importlib.resources."""
+    import metalearn_lite
+    from metalearn_lite.paths import data_root
+
+    monkeypatch.delenv("METALEARN_LITE_DATA", raising=False)
+    assert data_root() == Path(metalearn_lite.__file__).parent / "data"
+    assert (data_root() / "omniglot" / "LICENSE").is_file()
+
+
+def test_every_listed_pretrained_name_loads():
+    from metalearn_lite import LearnedOptimizer
+
+    for name in available_pretrained():
+        model = load_pretrained(name)
+        assert not model.training and model.command, name
+    assert isinstance(load_pretrained("learned-optimizer-quadratic"), LearnedOptimizer)

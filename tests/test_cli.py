@@ -290,13 +290,16 @@ def test_init_body_starts_maml_from_the_pretrained_backbone(tmp_path, monkeypatc
     assert "--hidden 64" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "data" / "checkpoints").glob("*.pt")))
+SHIPPED_DIR = REPO / "metalearn_lite" / "data" / "checkpoints"
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in SHIPPED_DIR.glob("*.pt")))
 def test_the_command_recorded_with_each_shipped_model_still_asks_for_the_same_run(name):
     """Every shipped checkpoint's command (recorded before the redesign) parses with today's CLI into the same run
     and task settings and builds a method with the same config: the files stay reproducible."""
     from dataclasses import asdict
 
-    blob = read_checkpoint(REPO / "data" / "checkpoints" / f"{name}.pt")
+    blob = read_checkpoint(SHIPPED_DIR / f"{name}.pt")
     if not blob["command"].startswith("python -m metalearn_lite train"):
         pytest.skip(f"{name} was made by {blob['command'].split()[1]}, not by a training recipe")
     args = build_parser().parse_args(shlex.split(blob["command"])[3:])

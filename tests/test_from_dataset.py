@@ -112,11 +112,11 @@ def test_device_and_iteration():
     assert ep.support_x.shape == (1, 2, 1, 4, 4) and ep.query_y.tolist() == [[0, 1]]
 
 
-def test_no_labels_anywhere():
+def test_no_labels_anywhere_reads_every_item_once():
     x, y = _data()
-    with pytest.raises(ValueError, match=r"Counting has no .targets or .labels.*pass labels= one integer class id "
-                                         r"per item \(40 of them\)"):
-        EpisodeSampler.from_dataset(Counting(x, y))
+    data = Counting(x, y)
+    sampler = EpisodeSampler.from_dataset(data, ways=2, shots=1, queries=1)
+    assert sorted(data.accessed) == list(range(40)) and torch.equal(sampler.labels, y)
 
 
 @pytest.mark.parametrize("labels, match", [

@@ -49,7 +49,7 @@ def _notebook(tmp_path: Path, markdown: str, printed: str, code: str = "print()"
         ("Accuracy is 93.3 %.", "0.9327", []),
         ("Snell et al. (2017) report 98.8 %.", "", []),
         ("The paper reports 98.8 % [here](https://example.org).", "", []),
-        ("The shipped model reaches 92.6 % (data/checkpoints/README.md).", "", []),
+        ("The shipped model reaches 92.6 % (metalearn_lite/data/checkpoints/README.md).", "", []),
         ("With $\\alpha = 0.4$ and `inner_lr=0.01` ...", "", []),
         ("A 28×28 drawing, 5-way 1-shot, lesson 04.", "", []),
         ("We report the mean with its 95 % confidence interval.", "", []),

@@ -30,7 +30,7 @@ written to (a key matches itself best), so ``w^r_t`` points at ``x_t``'s slot, a
 step binds a drawing to its label.  ``write_first=False`` reads the memory as the earlier steps
 left it instead; the read then never returns the key just written, but ``w^r_t`` points at an
 older slot, the binding needs a drawing of the class to have been seen twice, and the 2nd
-presentation stays at chance for much longer (``data/checkpoints/README.md`` has the runs).
+presentation stays at chance for much longer (``metalearn_lite/data/checkpoints/README.md`` has the runs).
 
 Two choices of ours, both small: each head gets its own least-used slot (head ``j`` the ``j``-th
 least used, so the heads never add their keys into one slot); and the cosine is scaled by a

@@ -33,7 +33,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..integrity import atomic_write, content_digest, file_sha256
-from ..paths import cache_dir, data_root
+from ..paths import cache_dir, data_root, data_root_origin
 
 ZIP_NAMES = ("images_background_small1.zip", "images_background_small2.zip")
 DRAWINGS_PER_CHARACTER = 20
@@ -178,11 +178,13 @@ def _zip_paths(root: str | os.PathLike | None) -> list[Path]:
     paths = [folder / name for name in ZIP_NAMES]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
+        origin = "root=" if root is not None else data_root_origin()
         raise ValueError(
-            f"Omniglot data not found: {missing} missing from {folder}. The zips ship in the "
-            "repository's data/omniglot/ folder; put them back there (git checkout data/omniglot), "
-            "pass root= the folder that holds the two zips, or point METALEARN_LITE_DATA at a folder whose "
-            "omniglot/ subfolder holds them."
+            f"Omniglot data not found: {missing} missing from {folder} (looked there because of {origin}). "
+            "The zips ship inside the package, in metalearn_lite/data/omniglot/; in a repository checkout "
+            "restore them (git checkout metalearn_lite/data/omniglot), else reinstall the package; or pass root= "
+            "the folder that holds the two zips, or point METALEARN_LITE_DATA at a folder whose omniglot/ "
+            "subfolder holds them."
         )
     return paths
 
@@ -262,7 +264,8 @@ def load_omniglot(size: int = 28, root: str | os.PathLike | None = None, cache: 
 
     Args:
         size: side of the square images in pixels (default 28; 105 is the original).
-        root: folder holding the two zips (default: the repository's ``data/omniglot``).
+        root: folder holding the two zips (default: the package's ``data/omniglot``, or
+            ``$METALEARN_LITE_DATA/omniglot``).
         cache: read and write the caches; ``False`` always decodes from the zips.
     """
     size = _check_size(size)
