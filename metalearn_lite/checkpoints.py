@@ -104,8 +104,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no checkpoint at {path}: check the path (train one with `python -m metalearn_lite train`)")
-    restore = (f"re-create it (the command that made a shipped model is in metalearn_lite/data/checkpoints/README.md), or restore "
-               f"it: `git checkout -- {path.name}` in its folder, or reinstall the package")
+    restore = ("re-create it (the command that made a shipped model is in metalearn_lite/data/checkpoints/README.md), "
+               f"or restore it: `git checkout -- {path.name}` in its folder, or reinstall the package")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
