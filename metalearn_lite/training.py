@@ -337,7 +337,8 @@ def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig,
 
     # one forward pass on the first tasks, undone afterwards: inputs the model cannot take fail now
     before = snapshot()
-    check_first_task(method, tasks.sample(per_rank), method.loss)
+    with precision.autocast():  # the dtype the run will use
+        check_first_task(method, tasks.sample(per_rank), method.loss)
     before.restore(method, opt, sched, task_generators(tasks))
     method.zero_grad(set_to_none=True)
 
