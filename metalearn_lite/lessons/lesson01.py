@@ -182,11 +182,15 @@ def learning_curves(
     cnn_steps: int = 150,
     held_out: int = 5,
     explorer: CapacityExplorer | None = None,
+    progress: bool = False,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Train and held-out *error* of every model for every ``shots``: ``{model: {"train": (S, R),
     "test": (S, R)}}`` with ``S = len(shots)`` and ``R = len(seeds)`` (a seed draws the split and
     the CNN's initialisation).  The CNN's fits go through ``explorer`` when one is given (built on
-    the same ``images``, ``held_out`` and ``cnn_steps``), which keeps them for the capacity widget."""
+    the same ``images``, ``held_out`` and ``cnn_steps``), which keeps them for the capacity widget;
+    ``progress`` shows a ``tqdm`` bar over the ``(K, seed)`` pairs."""
+    from tqdm.auto import tqdm
+
     if explorer is None:
         explorer = CapacityExplorer(images, held_out, cnn_steps)
     elif explorer.images is not images or explorer.held_out != held_out or explorer.steps != cnn_steps:
@@ -200,12 +204,15 @@ def learning_curves(
         lambda fit: (fit.train_acc, fit.test_acc))(explorer.fit(k, seed=seed))
     out = {name: {"train": np.zeros((len(shots), len(seeds))), "test": np.zeros((len(shots), len(seeds)))}
            for name in models}
+    bar = tqdm(total=len(shots) * len(seeds), disable=not progress, desc="learning curves")
     for i, k in enumerate(shots):
         for j, seed in enumerate(seeds):
+            bar.update()
             split = split_drawings(images, k, held_out, seed)
             for name, fit in models.items():
                 train_acc, test_acc = fit(split, k, seed)
                 out[name]["train"][i, j], out[name]["test"][i, j] = 1 - train_acc, 1 - test_acc
+    bar.close()
     return out
 
 
