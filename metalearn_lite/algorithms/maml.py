@@ -31,8 +31,8 @@ Hessian-vector products when the inner gradients are built with ``create_graph=T
   classes, so a model can train on 20-way tasks and be tested on 5-way ones; and since the classes
   are exchangeable, Meta-SGD learns one head rate per feature (shape ``(1, F)``), shared by the rows.
   It is the default (``zero_head=None``) for a classifier whose head is an ``nn.Linear`` with a bias:
-  from random weights, a meta-learned head on a small network stayed near chance for hundreds of
-  meta-steps where the zero head learned (``tests/test_maml_defaults.py``).  Pass ``zero_head=False``
+  from random weights on a small network of one's own, a meta-learned head learned much more slowly
+  (lesson 00's demo; ``tests/test_maml_defaults.py`` checks that the default learns).  Pass ``zero_head=False``
   for a meta-learned head (the CLI's recipes pass it explicitly, so no shipped checkpoint changes).
 
 The model is any ``nn.Module``: its parameters (and buffers) go through ``torch.func.functional_call``,
