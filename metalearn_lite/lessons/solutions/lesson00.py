@@ -6,6 +6,8 @@ import math
 
 import torch
 
+from ...datasets.omniglot import omniglot_split
+from ...evaluation import evaluate
 from ...fewshot import FewShotMixin, check_task, class_means
 from ..exercises import Exercise
 from ..lesson00 import check_ci_width, check_episode_sizes, check_ways_prediction
@@ -34,20 +36,16 @@ class _PixelNearestMean(FewShotMixin):
 
 
 def ci_width():
-    import metalearn_lite as ml
-
-    test = ml.omniglot_split("test").images
-    many = ml.evaluate(_PixelNearestMean(), test, ways=5, shots=1, queries=5, episodes=400).ci95
-    few = ml.evaluate(_PixelNearestMean(), test, ways=5, shots=1, queries=5, episodes=100, seed=1).ci95
+    test = omniglot_split("test").images
+    many = evaluate(_PixelNearestMean(), test, ways=5, shots=1, queries=5, episodes=400).ci95
+    few = evaluate(_PixelNearestMean(), test, ways=5, shots=1, queries=5, episodes=100, seed=1).ci95
     return _predicted_ci, many, 400, 100, few
 
 
 def ways_prediction():
-    import metalearn_lite as ml
-
-    test = ml.omniglot_split("test").images
-    acc5 = ml.evaluate(_PixelNearestMean(), test, ways=5, shots=1, queries=5, episodes=50).mean
-    acc20 = ml.evaluate(_PixelNearestMean(), test, ways=20, shots=1, queries=5, episodes=50).mean
+    test = omniglot_split("test").images
+    acc5 = evaluate(_PixelNearestMean(), test, ways=5, shots=1, queries=5, episodes=50).mean
+    acc20 = evaluate(_PixelNearestMean(), test, ways=20, shots=1, queries=5, episodes=50).mean
     return "b", acc5, acc20
 
 

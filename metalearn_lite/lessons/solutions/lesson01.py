@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ...datasets.omniglot import omniglot_split
 from ..exercises import Exercise
 from ..lesson01 import (
     check_random_label_prediction,
@@ -51,9 +52,7 @@ def random_label_accuracy():
     # Reasoning: shuffled labels carry no information about the drawings, so nothing learned from them
     # transfers to new drawings: expect chance, 100 / 20 classes = 5 %.  Measured on a smaller network
     # than the lesson's (the conclusion does not depend on its size).
-    import metalearn_lite as ml
-
-    chars = pick_classes(ml.omniglot_split("train").images, 20, seed=0)
+    chars = pick_classes(omniglot_split("train").images, 20, seed=0)
     run = memorisation(split_drawings(chars, 5, 5, seed=0), hidden=128, steps=40)
     return 5.0, 100 * run["random labels"].test_acc, 20
 
