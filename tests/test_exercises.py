@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import check_fails, check_passes
 
-from metalearn_lite.lessons.exercises import CheckFailed, check_episode_sizes, report
+from metalearn_lite.lessons.exercises import CheckFailed, report
+from metalearn_lite.lessons.lesson00 import check_episode_sizes
 
 
 def _sizes_right(ways, shots, queries):

@@ -7,17 +7,26 @@ import pytest
 import torch
 from conftest import check_passes
 
-from metalearn_lite.lessons.lesson01_checks import CheckFailed, check_random_labels, check_split
-from metalearn_lite.lessons.lesson01_plots import plot_fit, plot_learning_curves
-from metalearn_lite.lessons.lesson01_scarcity import (
+from metalearn_lite.lessons.lesson01 import (
     CapacityExplorer,
+    CheckFailed,
     Split,
+    argmax_has_no_gradient,
+    check_random_label_prediction,
+    check_random_labels,
+    check_split,
+    check_weight_decay_penalty,
     fit_cnn,
     fit_sklearn,
     learning_curves,
+    loss_along_direction,
     memorisation,
     pick_classes,
+    plot_fit,
+    plot_learning_curves,
+    plot_loss_along_direction,
     sklearn_models,
+    small_cnn,
     split_drawings,
 )
 
@@ -144,7 +153,7 @@ def test_capacity_explorer_trains_each_setting_once(chars, monkeypatch):
     assert explorer.seen(1) and explorer.seen(3, seed=1) and not explorer.seen(3, width=8)
     assert 1 - curves["small CNN (Conv-4, 32 filters)"]["test"][0, 0] == pytest.approx(explorer.fit(1).test_acc)
     calls = []
-    import metalearn_lite.lessons.lesson01_scarcity as scarcity
+    import metalearn_lite.lessons.lesson01 as scarcity
 
     real = scarcity.fit_cnn
     monkeypatch.setattr(scarcity, "fit_cnn", lambda *a, **k: calls.append(k) or real(*a, **k))
@@ -159,3 +168,36 @@ def test_capacity_explorer_trains_each_setting_once(chars, monkeypatch):
     assert (again.train_acc, again.test_acc) == (first.train_acc, first.test_acc)
     with pytest.raises(ValueError, match="same images, held_out and cnn_steps"):
         learning_curves(chars, shots=[1], seeds=[0], cnn_steps=5, held_out=2, explorer=explorer)
+
+
+def test_check_weight_decay_penalty():
+    check_passes(check_weight_decay_penalty, lambda ws, wd: wd / 2 * sum((w ** 2).sum() for w in ws))
+    check_passes(check_weight_decay_penalty, lambda ws, wd: 0.5 * wd * sum(w.pow(2).sum() for w in ws) + 3.0)
+    cases = [
+        (lambda ws, wd: wd * sum((w ** 2).sum() for w in ws), "2\\*wd\\*w, twice"),  # the factor of 2
+        (lambda ws, wd: wd * sum(w.abs().sum() for w in ws), "not wd \\* w"),       # L1
+        (lambda ws, wd: torch.tensor(wd), "no gradient"),
+        (lambda ws, wd: [w.pow(2).sum() for w in ws], "one number"),
+    ]
+    for fn, match in cases:
+        with pytest.raises(CheckFailed, match=match):
+            check_weight_decay_penalty(fn, strict=True)
+
+
+def test_check_random_label_prediction(capsys):
+    check_passes(check_random_label_prediction, 5, 6.0, 20)
+    for guess, match in [(None, "set predicted_random_labels"), (48, "measured 6 %"), (150, "between 0 and 100")]:
+        with pytest.raises(CheckFailed, match=match):
+            check_random_label_prediction(guess, 6.0, 20, strict=True)
+    assert check_random_label_prediction(None, 6.0, 20) is None
+    assert capsys.readouterr().out.startswith("Not yet:")
+
+
+def test_argmax_loss_has_zero_gradient_almost_everywhere(chars):
+    s = split_drawings(chars, 2, held_out=2)
+    model = small_cnn(5, width=4)
+    assert "does not require grad" in argmax_has_no_gradient(model, s.x_train, s.y_train)
+    curves = loss_along_direction(model, s.x_train, s.y_train, [i * 1e-4 for i in range(-5, 6)])
+    assert len(set(curves["0-1 error"].tolist())) == 1          # flat: zero slope around the weights
+    assert len(set(curves["cross-entropy"].round(8).tolist())) > 5  # smooth: a slope to follow
+    assert plot_loss_along_direction(curves) is not None

@@ -28,7 +28,7 @@ def image_tasks(tasks=2, ways=2, shots=1, queries=2, side=16, dtype=torch.float6
 def tiny_maml(ways: int = 2, norm: str = "batch", **kw) -> MAML:
     torch.manual_seed(0)
     net = Conv4(1, 3, norm, out_features=ways, image_size=16)
-    return MAML(net, ways=ways, **{"inner_lr": 0.3, **kw}).double()
+    return MAML(net, ways=ways, **{"inner_lr": 0.3, "zero_head": False, **kw}).double()  # a meta-learned head
 
 
 def regressor(cls=MAML, hidden: int = 40, layers: int = 2, **kw):

@@ -30,6 +30,10 @@ Hessian-vector products when the inner gradients are built with ``create_graph=T
   loop learns, which trains much faster.  The head is then built for each task's number of
   classes, so a model can train on 20-way tasks and be tested on 5-way ones; and since the classes
   are exchangeable, Meta-SGD learns one head rate per feature (shape ``(1, F)``), shared by the rows.
+  It is the default (``zero_head=None``) for a classifier whose head is an ``nn.Linear`` with a bias:
+  from random weights on a small network of one's own, a meta-learned head learned much more slowly
+  (lesson 00's demo; ``tests/test_maml_defaults.py`` checks that the default learns).  Pass ``zero_head=False``
+  for a meta-learned head (the CLI's recipes pass it explicitly, so no shipped checkpoint changes).
 
 The model is any ``nn.Module``: its parameters (and buffers) go through ``torch.func.functional_call``,
 so adapted weights are ordinary tensors and no module is copied per task.  ``loss`` chooses what is
@@ -138,6 +142,15 @@ def zero_and_freeze_head(net: nn.Module, head: str) -> None:
     layer.requires_grad_(False)
 
 
+def default_zero_head(net: nn.Module, head: str, loss: str | LossFn) -> bool:
+    """``zero_head=None`` resolved: ``True`` for a classifier (``loss="cross_entropy"``) whose head (the layer
+    under the prefix ``head``) is an ``nn.Linear`` with a bias, ``False`` for anything else."""
+    if loss != "cross_entropy":
+        return False
+    layer = net.get_submodule(head.rstrip(".")) if head else net
+    return isinstance(layer, nn.Linear) and layer.bias is not None
+
+
 class AdaptedModel:
     """One task's adapted network, as :meth:`MAML.adapt` returns it: ``adapted(x) -> outputs``.
 
@@ -170,6 +183,8 @@ class MAML(EpisodicMethod):
         first_order: FOMAML; first_order_warmup: train this many meta-steps first-order, then second-order.
         meta_sgd: learn a rate per parameter; anil: adapt only the head.
         zero_head: start every task from a zero head (the zeroing trick; needs an ``nn.Linear`` head).
+            ``None`` (the default): on for a classifier (``loss="cross_entropy"``) whose head is an
+            ``nn.Linear`` with a bias, off otherwise (see :func:`default_zero_head`).
         loss: ``"cross_entropy"``, ``"mse"`` or a callable ``(output, target) -> scalar``.
         head: the output layer's submodule name (default: ``model.head``, else the last layer with weights).
         batching: ``"auto"``, ``"vmap"`` or ``"loop"`` over the tasks of a meta-batch.
@@ -187,9 +202,13 @@ class MAML(EpisodicMethod):
 
     def __init__(self, model: nn.Module | None = None, ways: int = 5, inner_lr: float = 0.4, inner_steps: int = 1,
                  test_steps: int = 3, first_order: bool = False, first_order_warmup: int = 0, meta_sgd: bool = False,
-                 anil: bool = False, zero_head: bool = False, loss: str | LossFn = "cross_entropy",
+                 anil: bool = False, zero_head: bool | None = None, loss: str | LossFn = "cross_entropy",
                  head: str | None = None, batching: str = "auto") -> None:
         model = self._default_model(model, ways, loss)
+        if zero_head is None:
+            zero_head = default_zero_head(model, find_head(model, head), loss)
+        elif not isinstance(zero_head, bool):
+            raise ValueError(f"zero_head must be True, False or None (automatic); got {zero_head!r}")
         super().__init__(model=model, ways=ways, inner_lr=inner_lr, inner_steps=inner_steps, test_steps=test_steps,
                          first_order=first_order, first_order_warmup=first_order_warmup, meta_sgd=meta_sgd,
                          anil=anil, zero_head=zero_head, loss=self._loss_name(loss), head=find_head(model, head),

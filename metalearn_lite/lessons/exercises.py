@@ -102,23 +102,3 @@ def report(check: Callable[[Any], str], answer: Any, strict: bool = False) -> No
         print(f"Not yet: your function raised {type(err).__name__}: {err}")
         return
     print(f"Correct! {message}")
-
-
-def _episode_sizes(fn: Callable[[int, int, int], tuple[int, int]]) -> str:
-    for ways, shots, queries in [(5, 1, 15), (20, 5, 5), (3, 2, 0)]:
-        got = fn(ways, shots, queries)
-        want = (ways * shots, ways * queries)
-        if got is None:
-            raise CheckFailed("your function returned None: return a pair (support images, query images)")
-        if tuple(got) != want:
-            raise CheckFailed(
-                f"for a {ways}-way {shots}-shot task with {queries} queries per class you returned {tuple(got)}, "
-                f"but it holds {want}. Hint: every one of the {ways} classes contributes shots support "
-                "and queries query images"
-            )
-    return "a task holds ways x shots support images and ways x queries query images."
-
-
-def check_episode_sizes(fn: Callable[[int, int, int], tuple[int, int]], strict: bool = False) -> None:
-    """Lesson 00: ``fn(ways, shots, queries) -> (support images, query images)``."""
-    return report(_episode_sizes, fn, strict)
