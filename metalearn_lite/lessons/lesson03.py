@@ -526,6 +526,8 @@ def _boundary(fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> str:
         got = fn(pa.clone(), pb.clone())
         if got is None:
             raise CheckFailed("your function returned None: return a pair (w, b)")
+        if isinstance(got, torch.Tensor):
+            raise CheckFailed("you returned one tensor; return a pair (w, b): a (D,) weight vector and a number")
         try:
             w, b = got
         except (TypeError, ValueError) as err:
