@@ -224,7 +224,7 @@ def train_triplet(
     margin: float = 0.5,
     distance: str = "euclidean",
     mining: str = "batch_hard",
-    steps: int = 60,
+    steps: int = 50,
     hidden: int = 32,
     lr: float = 3e-3,
     seed: int = 0,
