@@ -9,47 +9,73 @@ from conftest import check_passes
 
 from metalearn_lite.algorithms.metric import contrastive_loss
 from metalearn_lite.lessons.exercises import CheckFailed
-from metalearn_lite.lessons.lesson02_checks import check_batch_hard, check_contrastive_loss, check_pairwise_sq_dists
-from metalearn_lite.lessons.lesson02_pitfalls import distance_stats, fit_small_embedding, naive_metric_loss
+from metalearn_lite.lessons.lesson02 import (
+    check_batch_hard_prediction,
+    check_contrastive_loss,
+    check_push_only,
+    check_scaling_exponents,
+    distance_stats,
+    fit_small_embedding,
+    naive_metric_loss,
+    scaling_exponent,
+    scaling_losses,
+    toy_batch,
+)
 
-# ---------------------------------------------------------------------------------------------- exercise 1
+# ---------------------------------------------------------------------------------------------- predict: batch-hard
 
 
-def sq_right(a, b):
-    return ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
-
-
-def sq_expanded(a, b):  # the matrix-product form, clamped: also right
-    return ((a * a).sum(1, keepdim=True) - 2 * a @ b.T + (b * b).sum(1)).clamp_min(0)
-
-
-@pytest.mark.parametrize("fn", [sq_right, sq_expanded])
-def test_pairwise_check_accepts_right_answers(fn) -> None:
-    check_passes(check_pairwise_sq_dists, fn)
+def test_batch_hard_prediction_right(capsys) -> None:
+    z, y = toy_batch()
+    assert "farthest positive, point 2" in check_passes(check_batch_hard_prediction, (2, 3), z, y)
 
 
 @pytest.mark.parametrize(
-    ("fn", "message"),
+    ("predicted", "message"),
     [
-        (lambda a, b: None, "returned None"),
-        (lambda a, b: sq_right(a, b).tolist(), "torch.Tensor"),
-        (lambda a, b: sq_right(b, a), "transposed"),
-        (lambda a, b: sq_right(a, b).sum(1), "not ("),
-        (lambda a, b: sq_right(a, b).sqrt(), "Drop the square root"),
-        (lambda a, b: ((a[:, None, :] - b[None, :, :]) ** 2).mean(-1), "sum them instead"),
-        (lambda a, b: (a * a).sum(1, keepdim=True) - 2 * a @ b.T - (b * b).sum(1), "never negative"),
-        (lambda a, b: sq_right(a, b) + 1.0, "should be ||a["),
-        (lambda a, b: 1 / 0, "ZeroDivisionError"),
+        (None, "set my_prediction"),
+        ((1, 3), "EASIEST positive"),
+        ((2, 5), "nearest point of any other class"),
+        ((0, 3), "not a positive"),
+        ((2, 1), "has the anchor's class"),
+        ((9, 3), "points 0..6"),
+        ("x", "pair of point indices"),
     ],
 )
-def test_pairwise_check_names_the_mistake(fn, message) -> None:
-    with pytest.raises(CheckFailed, match=message.replace("[", r"\[").replace("(", r"\(")):
-        check_pairwise_sq_dists(fn, strict=True)
+def test_batch_hard_prediction_wrong(predicted, message) -> None:
+    z, y = toy_batch()
+    with pytest.raises(CheckFailed, match=message):
+        check_batch_hard_prediction(predicted, z, y, strict=True)
 
 
-def test_checks_print_not_yet_and_return_none_when_not_strict(capsys) -> None:
-    assert check_pairwise_sq_dists(lambda a, b: None) is None
-    assert capsys.readouterr().out.startswith("Not yet: your function returned None")
+def test_prediction_left_empty_prints_not_yet(capsys) -> None:
+    z, y = toy_batch()
+    assert check_batch_hard_prediction(None, z, y) is None
+    assert capsys.readouterr().out.startswith("Not yet: set my_prediction")
+
+
+# ---------------------------------------------------------------------------------------------- derive: scaling
+
+
+def test_measured_exponents() -> None:
+    got = {name: scaling_exponent(f) for name, f in scaling_losses().items()}
+    assert got == pytest.approx({"contrastive": 2.0, "triplet": 1.0, "naive": 1.0}, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (None, "set my_exponents"),
+        ({"contrastive": 2, "triplet": 1}, "no entry"),
+        ({"contrastive": 1, "triplet": 1, "naive": 1}, "squared length"),
+        ({"contrastive": 2, "triplet": 2, "naive": 1}, "not squared"),
+        ({"contrastive": 2, "triplet": 1, "naive": 0}, "no margin"),
+        ({"contrastive": 2, "triplet": 1, "naive": "one"}, "must be a number"),
+    ],
+)
+def test_scaling_wrong(answer, message) -> None:
+    with pytest.raises(CheckFailed, match=message):
+        check_scaling_exponents(answer, strict=True)
 
 
 # ---------------------------------------------------------------------------------------------- exercise 2
@@ -111,58 +137,36 @@ def test_contrastive_check_names_the_mistake(kind, message) -> None:
     assert message in str(err.value)
 
 
-# ---------------------------------------------------------------------------------------------- exercise 3
+# ---------------------------------------------------------------------------------------------- ablate: push only
 
 
-def batch_hard_right(d, y):
-    same = y[:, None] == y[None, :]
-    eye = torch.eye(len(y), dtype=torch.bool)
-    pos = torch.where(same & ~eye, d, torch.full_like(d, -1.0)).argmax(1)
-    neg = torch.where(~same, d, torch.full_like(d, float("inf"))).argmin(1)
-    return pos, neg
+def _push(z, y, m):
+    d = torch.cdist(z, z)
+    return ((m - d[y[:, None] != y[None, :]]).clamp_min(0) ** 2).mean()
 
 
-def _wrong_batch_hard(kind):
-    def fn(d, y):
-        same = y[:, None] == y[None, :]
-        eye = torch.eye(len(y), dtype=torch.bool)
-        pos, neg = batch_hard_right(d, y)
-        if kind == "nearest_pos":
-            pos = torch.where(same & ~eye, d, torch.full_like(d, float("inf"))).argmin(1)
-        elif kind == "self_pos":
-            pos = torch.where(same, d, torch.full_like(d, float("inf"))).argmin(1)
-        elif kind == "farthest_neg":
-            neg = torch.where(~same, d, torch.full_like(d, -1.0)).argmax(1)
-        elif kind == "any_neg":
-            neg = torch.where(~eye, d, torch.full_like(d, float("inf"))).argmin(1)
-        elif kind == "short":
-            return pos[:2], neg[:2]
-        elif kind == "single":
-            return pos
-        return pos, neg
-
-    return fn
-
-
-def test_batch_hard_check_accepts_right_answer() -> None:
-    check_passes(check_batch_hard, batch_hard_right)
+def test_push_only_right() -> None:
+    x, y = _clusters()
+    printed = check_passes(check_push_only, _push, "C", x, y)
+    assert "same/different" in printed
 
 
 @pytest.mark.parametrize(
-    ("kind", "message"),
+    ("fn", "claim", "message"),
     [
-        ("nearest_pos", "nearest positive"),
-        ("self_pos", "the anchor itself"),
-        ("farthest_neg", "farthest negative"),
-        ("any_neg", "must come from another class"),
-        ("short", "one per anchor"),
-        ("single", "return a pair"),
+        (None, "C", "returned None"),
+        (lambda z, y, m: contrastive_right(z, y, m), "C", "full contrastive loss"),
+        (lambda z, y, m: contrastive_right(z, y, m) - _push(z, y, m), "C", "kept the pull term"),
+        (lambda z, y, m: 2 * _push(z, y, m), "C", "mean over different-class pairs"),
+        (_push, None, "set my_claim"),
+        (_push, "A", "is not what happened"),
+        (_push, "B", "is not what happened"),
     ],
 )
-def test_batch_hard_check_names_the_mistake(kind, message) -> None:
-    with pytest.raises(CheckFailed) as err:
-        check_batch_hard(_wrong_batch_hard(kind), strict=True)
-    assert message in str(err.value)
+def test_push_only_wrong(fn, claim, message) -> None:
+    x, y = _clusters()
+    with pytest.raises(CheckFailed, match=message):
+        check_push_only(fn, claim, x, y, strict=True)
 
 
 # ---------------------------------------------------------------------------------------------- the pitfall

@@ -12,13 +12,18 @@ from metalearn_lite.algorithms.protonet import ProtoNet
 from metalearn_lite.distances import squared_euclidean
 from metalearn_lite.episodes import EpisodeSampler
 from metalearn_lite.fewshot import class_means as prototypes
-from metalearn_lite.lessons.lesson03_checks import (
+from metalearn_lite.lessons.lesson03 import (
     CheckFailed,
+    best_centres,
+    check_attention_classifier,
+    check_boundary,
     check_logits,
     check_protonet_logits,
     check_prototypes,
+    check_prototypes_and_logits,
+    compare_classifiers,
+    public_command,
 )
-from metalearn_lite.lessons.lesson03_plots import best_centres, public_command
 from metalearn_lite.models import Conv4
 
 # ----------------------------------------------------------------------------- right answers
@@ -190,3 +195,76 @@ def test_best_centres_mean_median_direction():
     assert (best["Euclidean"] - z.mean(0)).norm() > 0.1  # the geometric median is not the mean
     unit = F.normalize(z, dim=1).sum(0)
     assert torch.allclose(F.normalize(best["cosine distance"], dim=0), F.normalize(unit, dim=0), atol=1e-5)
+
+
+def test_prototypes_and_logits_together():
+    printed = check_passes(check_prototypes_and_logits, prototypes, logits_broadcast)
+    assert printed.count("Correct!") == 2
+
+
+# ----------------------------------------------------------------------------- derive: the boundary
+
+
+def boundary_right(pa, pb):
+    return 2 * (pa - pb), (pb**2).sum() - (pa**2).sum()
+
+
+def test_boundary_right_and_scaled():
+    check_passes(check_boundary, boundary_right)
+    check_passes(check_boundary, lambda pa, pb: tuple(0.5 * v for v in boundary_right(pa, pb)))
+
+
+@pytest.mark.parametrize(
+    ("fn", "word"),
+    [
+        (lambda pa, pb: None, "returned None"),
+        (lambda pa, pb: tuple(-v for v in boundary_right(pa, pb)), "other way"),
+        (lambda pa, pb: (2 * (pa - pb), 0.0), "halfway"),
+        (lambda pa, pb: (2 * (pa - pb), (pa**2).sum() - (pb**2).sum()), "halfway"),
+        (lambda pa, pb: (2 * pa, -(pa @ (pa + pb))), "wrong side"),  # through the midpoint, wrong direction
+        (lambda pa, pb: (pa[:1], 0.0), "shape"),
+        (lambda pa, pb: pa, "pair"),
+    ],
+)
+def test_boundary_wrong(fn, word):
+    _fails(check_boundary, fn, word)
+
+
+# ----------------------------------------------------------------------------- extend: attention
+
+
+def attention_right(zs, sy, zq, ways):
+    return (-squared_euclidean(zq, zs)).softmax(-1) @ F.one_hot(sy, ways).to(zs.dtype)
+
+
+def test_attention_right_measures_against_prototypes(small_model_and_episode):
+    model, _ = small_model_and_episode
+    images = torch.rand(8, 20, 1, 28, 28)
+    printed = check_passes(check_attention_classifier, attention_right, model, images, 3)
+    assert "prototypes" in printed and "paired difference" in printed
+
+
+@pytest.mark.parametrize(
+    ("fn", "word"),
+    [
+        (lambda zs, sy, zq, n: None, "returned None"),
+        (lambda zs, sy, zq, n: (-squared_euclidean(zq, prototypes(zs, sy, n))).softmax(-1), "ProtoNet's probabilities"),
+        (lambda zs, sy, zq, n: (-squared_euclidean(zq, zs)).exp() @ F.one_hot(sy, n).float(), "sum to 1"),
+        (lambda zs, sy, zq, n: (-squared_euclidean(zq, zs).sqrt()).softmax(-1) @ F.one_hot(sy, n).float(), "plain"),
+        (lambda zs, sy, zq, n: (-squared_euclidean(zq, zs)).softmax(-1)
+         @ F.one_hot(torch.arange(zs.shape[1]) % n, n).float().expand(zs.shape[0], -1, -1), "labels"),
+        (lambda zs, sy, zq, n: attention_right(zs, sy, zq, n)[0], "shape"),
+    ],
+)
+def test_attention_wrong(small_model_and_episode, fn, word):
+    model, _ = small_model_and_episode
+    with pytest.raises(CheckFailed, match=word):
+        check_attention_classifier(fn, model, torch.rand(8, 20, 1, 28, 28), 2, strict=True)
+
+
+def test_compare_classifiers_agrees_with_itself(small_model_and_episode):
+    model, _ = small_model_and_episode
+    from metalearn_lite.lessons.lesson03 import prototype_probs
+
+    r = compare_classifiers(model, prototype_probs, torch.rand(8, 20, 1, 28, 28), episodes=3)
+    assert r["difference"][0] == 0 and r["disagree"] == 0 and r["probs"] == r["prototypes"]
