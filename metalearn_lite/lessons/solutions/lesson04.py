@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ... import MAML, MLP, SinusoidTasks
+from ...algorithms.maml import MAML
+from ...datasets.sinusoid import SinusoidTasks
+from ...models import MLP
 from ..exercises import Exercise
 from ..lesson04 import (
     check_first_order_prediction,
