@@ -14,8 +14,8 @@ from conftest import check_passes  # noqa: E402
 
 from metalearn_lite.algorithms.mann import MANN  # noqa: E402
 from metalearn_lite.algorithms.ntm import NTMCopy, content_weighting, shift  # noqa: E402
-from metalearn_lite.lessons import lesson05_plots as memory_plots  # noqa: E402
-from metalearn_lite.lessons.lesson05_checks import (  # noqa: E402
+from metalearn_lite.lessons import lesson05 as memory_plots  # noqa: E402
+from metalearn_lite.lessons.lesson05 import (  # noqa: E402
     LRU_QUESTION,
     check_content_weighting,
     check_lru_write,

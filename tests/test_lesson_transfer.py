@@ -10,20 +10,22 @@ import torch
 import torch.nn.functional as F
 from conftest import check_passes
 
-import metalearn_lite.lessons.lesson06_comparison as comparison
+import metalearn_lite.lessons.lesson06 as comparison
 from metalearn_lite import evaluate
 from metalearn_lite.algorithms.transfer import CosineHead, LinearProbe, Pretrained
 from metalearn_lite.evaluation import EvalResult
-from metalearn_lite.lessons.lesson06_checks import CheckFailed, check_cosine_logits, check_freeze
-from metalearn_lite.lessons.lesson06_comparison import (
+from metalearn_lite.lessons.lesson06 import (
     SHIFTS,
+    CheckFailed,
+    check_cosine_logits,
+    check_freeze,
     compare,
+    copied_example,
     plot_by_shots,
     ranking,
     shift_images,
     table_markdown,
 )
-from metalearn_lite.lessons.lesson06_pitfall import copied_example
 from metalearn_lite.models import Conv4
 
 matplotlib.use("Agg")
