@@ -426,3 +426,229 @@ def _next_slot(answer: Any) -> str:
 def check_next_write_slot(answer: int, strict: bool = False) -> None:
     """Lesson 05: which slot receives the next write for :data:`LRU_QUESTION`?"""
     return report(_next_slot, answer, strict)
+
+
+# ---------------------------------------------------------------------------------------------
+# Misconception demos: what changes inside an episode (the memory), what does not (the weights)
+# ---------------------------------------------------------------------------------------------
+
+
+def _episode_inputs(model, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    if images.dim() == 4:  # one episode (L, 1, H, W)
+        images, labels = images[None], labels[None]
+    return model.inputs(images, labels)
+
+
+@torch.no_grad()
+def memory_without_updates(model, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+    """Run a MANN through one episode ``(L, 1, H, W)``, ``(L,)`` step by step, with gradients switched off.
+
+    Returns ``"memory_change"`` ``(L,)``: ``||M_t - M_{t-1}||`` at each step (the Frobenius norm);
+    ``"slots_used"`` ``(L,)``: slots holding anything after step ``t``; ``"weights_changed"``: whether any
+    parameter differs bit for bit after the episode; ``"parameters"``: how many numbers the weights hold.
+    No optimiser exists and no gradient is computed, so whatever the episode teaches lives in the memory.
+    """
+    model.eval()
+    before = [p.detach().clone() for p in model.parameters()]
+    inputs = _episode_inputs(model, images, labels)
+    state = model.initial_state(1)
+    change, used = [], []
+    for t in range(inputs.shape[1]):
+        _, new, _ = model.forward_step(inputs[:, t], state)
+        change.append(float((new.memory - state.memory).norm()))
+        used.append(int((new.memory[0].abs().sum(-1) > 0).sum()))
+        state = new
+    changed = any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
+    return {"memory_change": torch.tensor(change), "slots_used": torch.tensor(used), "weights_changed": changed,
+            "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def _slice_state(state, index: slice):
+    return type(state)(*(tuple(x[index] for x in v) if isinstance(v, tuple) else v[index]
+                         for v in (state.memory, state.reads, state.read_w, state.usage, state.controller)))
+
+
+@torch.no_grad()
+def memory_between_episodes(model, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What a MANN's memory carries from one episode to the next: ``(T, L, 1, H, W)``, ``(T, L)`` episodes.
+
+    Returns ``"start_norm"`` ``(T,)``: the norm of the memory each episode starts from (the model's
+    ``initial_state``, all zeros); and the accuracy (%) by presentation ``(P,)`` over episodes ``1..T-1``
+    run two ways: ``"wiped"`` (as the model always runs: a fresh memory) and ``"carried"`` (the memory,
+    usage and controller state left by the previous episode, whose labels meant other characters).
+    """
+    from ..evaluation import presentation_accuracy
+
+    model.eval()
+    if images.shape[0] < 2:
+        raise ValueError(f"need at least 2 episodes to carry a memory from one to the next; got {images.shape[0]}")
+    inputs = _episode_inputs(model, images, labels)
+    start = model.initial_state(inputs.shape[0])
+    wiped, info = model.run_inputs(inputs, start)
+    carried, _ = model.run_inputs(inputs[1:], _slice_state(info["state"], slice(0, -1)))
+    presentations = int(torch.nn.functional.one_hot(labels.long(), model.classes).sum(1).max())
+
+    def by_presentation(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return 100 * presentation_accuracy((logits.argmax(-1) == y).cpu(), y.cpu(), presentations).nanmean(0)
+
+    return {"start_norm": start.memory.flatten(1).norm(dim=1), "wiped": by_presentation(wiped[1:], labels[1:]),
+            "carried": by_presentation(carried, labels[1:])}
+
+
+# ---------------------------------------------------------------------------------------------
+# Predict: accuracy at a class's 1st and 2nd presentation
+# ---------------------------------------------------------------------------------------------
+
+#: With 5 classes, a model that only knows which labels it has already been told belong to other
+#: characters, and guesses uniformly among the rest, is right at the k-th new class with probability
+#: 1 / (5 - k + 1); averaged over the five first presentations: (1 + 1/2 + 1/3 + 1/4 + 1/5) / 5.
+EXCLUSION_FIRST = 100 * sum(1 / k for k in range(1, 6)) / 5
+
+
+def _presentations(args: tuple[Any, tuple[float, float]]) -> str:
+    answer, measured = args
+    if answer is None or (isinstance(answer, tuple) and None in answer):
+        raise CheckFailed("set my_prediction = (first, second): your accuracies (%) at a class's 1st and 2nd "
+                          "presentation, before you run the cell that measures them")
+    if not isinstance(answer, (tuple, list)) or len(answer) != 2:
+        raise CheckFailed("answer with a pair of percentages (first, second), e.g. (25, 60)")
+    first, second = (float(a) for a in answer)
+    if not (0 <= first <= 100 and 0 <= second <= 100):
+        raise CheckFailed(f"accuracies are percentages between 0 and 100; you wrote {answer}")
+    m1, m2 = (float(m) for m in measured)
+    if first <= 22 and m1 > 25:
+        raise CheckFailed(f"the model is right {m1:.1f} % of the time at a first presentation, above chance (20 %): "
+                          "it cannot know the new class's label, but it knows which labels it has already been "
+                          "told belong to other drawings. Excluding those alone would give "
+                          f"{EXCLUSION_FIRST:.1f} % (1/5, 1/4, ..., 1/1 for the 1st to 5th new class, averaged)")
+    if abs(first - m1) > 10:
+        raise CheckFailed(f"you predicted {first:.0f} % at the 1st presentation; the run measured {m1:.1f} %. "
+                          f"Hint: chance is 20 %, excluding labels already used gives {EXCLUSION_FIRST:.1f} %")
+    if abs(second - m2) > 10:
+        raise CheckFailed(f"you predicted {second:.0f} % at the 2nd presentation; the run measured {m2:.1f} %. Hint: "
+                          "one earlier drawing of the class, with its label, sits in memory; how often does the "
+                          "most similar stored drawing belong to the same character?")
+    return (f"measured {m1:.1f} % and {m2:.1f} %: above chance before any drawing of the class was seen (labels "
+            "already used are excluded), and far above it after one, with no weight changed.")
+
+
+def check_presentation_prediction(answer: tuple[float, float] | None, measured: tuple[float, float],
+                                  strict: bool = False) -> None:
+    """Lesson 05: ``answer = (first, second)``, the predicted accuracies (%) at a class's 1st and 2nd
+    presentation, against the ``measured`` pair.  Within 10 points each passes.  Returns ``None``."""
+    return report(_presentations, (answer, measured), strict)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ablate: writes that ignore the usage weights
+# ---------------------------------------------------------------------------------------------
+
+#: The claims a reader can make about the ablation, checked against the measurement.
+ABLATION_CLAIMS = ("unchanged", "lower but above chance", "about chance")
+
+
+@torch.no_grad()
+def ablated_accuracy(rule: Callable[[torch.Tensor, int], torch.Tensor] | None, model, images: torch.Tensor,
+                     labels: torch.Tensor) -> torch.Tensor:
+    """Accuracy (%) by presentation of ``model`` on episodes ``(T, L, 1, H, W)``, ``(T, L)`` with its
+    least-used rule ``least_used(usage (B, N), n) -> (B, n, N)`` replaced by ``rule`` (``None``: unchanged)."""
+    from ..algorithms import mann
+    from ..evaluation import presentation_accuracy
+
+    original = mann.least_used
+    try:
+        if rule is not None:
+            mann.least_used = rule
+        model.eval()
+        logits, _ = model(images, labels)
+    finally:
+        mann.least_used = original
+    presentations = int(torch.nn.functional.one_hot(labels.long(), model.classes).sum(1).max())
+    return 100 * presentation_accuracy((logits.argmax(-1) == labels).cpu(), labels.cpu(), presentations).nanmean(0)
+
+
+def _ablation(args: tuple[Any, Any, Any, torch.Tensor, torch.Tensor]) -> str:
+    rule, claim, model, images, labels = args
+    if rule is None:
+        raise CheckFailed("write my_write_rule(usage, n): the slots to write to, chosen without looking at usage")
+    usage = torch.tensor([[0.5, 0.1, 2.0, 0.3, 1.0, 0.0, 4.0, 0.2]])
+    other = usage.flip(-1)
+    out = rule(usage, 2)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, 2, 8):
+        raise CheckFailed(f"for usage of shape (1, 8) and n=2 return one-hot rows of shape (1, 2, 8); got "
+                          f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}")
+    if not (torch.all((out == 0) | (out == 1)) and torch.all(out.sum(-1) == 1)):
+        raise CheckFailed("each row must be one-hot: a 1 on the slot that head j writes to, 0 elsewhere")
+    if torch.equal(out, _package_least_used(usage, 2)) and torch.equal(rule(other, 2), _package_least_used(other, 2)):
+        raise CheckFailed("this is the least-used rule itself: the ablation must choose its slots without usage "
+                          "(e.g. always the first n slots, or n random ones)")
+    if claim not in ABLATION_CLAIMS:
+        raise CheckFailed(f"set my_claim to one of {ABLATION_CLAIMS}: what happens to the accuracy from the 2nd "
+                          "presentation on")
+    base = ablated_accuracy(None, model, images, labels)[1:].mean()
+    ablated = ablated_accuracy(rule, model, images, labels)[1:].mean()
+    found = ("unchanged" if abs(float(base - ablated)) < 3 else "about chance" if ablated < 30
+             else "lower but above chance")
+    if claim != found:
+        raise CheckFailed(f"with your rule the accuracy over presentations 2-10 went from {base:.1f} % to "
+                          f"{ablated:.1f} %: that is '{found}', not '{claim}'. Hint: the chosen slot is zeroed "
+                          "before the write; which drawings survive in memory under your rule?")
+    return (f"presentations 2-10: {base:.1f} % with least-used writes, {ablated:.1f} % with yours ({found}). "
+            "Usage is what keeps each new drawing in a slot nothing else will overwrite soon.")
+
+
+def _package_least_used(usage: torch.Tensor, n: int) -> torch.Tensor:
+    from ..algorithms.mann import least_used
+
+    return least_used(usage, n)
+
+
+def check_lru_ablation(rule: Callable[[torch.Tensor, int], torch.Tensor] | None, claim: str | None, model,
+                       images: torch.Tensor, labels: torch.Tensor, strict: bool = False) -> None:
+    """Lesson 05: ``rule(usage (B, N), n) -> (B, n, N)`` one-hot write slots chosen without usage, and
+    ``claim`` (one of :data:`ABLATION_CLAIMS`), checked by running ``model`` on the episodes with the rule
+    in place of the least-used one.  Returns ``None``."""
+    return report(_ablation, (rule, claim, model, images, labels), strict)
+
+
+# ---------------------------------------------------------------------------------------------
+# Extend: sparse (top-k) content addressing
+# ---------------------------------------------------------------------------------------------
+
+
+def _topk(fn: Callable[..., torch.Tensor]) -> str:
+    g = torch.Generator().manual_seed(11)
+    memory = torch.randn(3, 10, 5, generator=g)
+    key = torch.randn(3, 5, generator=g)
+    beta = torch.tensor([[1.0], [4.0], [0.3]])
+    for k in (1, 3, 10):
+        got = answer_tensor(fn(key.clone(), memory.clone(), beta.clone(), k), "(3, 10) weighting", (3, 10)).detach()
+        got = got.double()
+        if torch.any(got < -1e-9) or not torch.allclose(got.sum(-1), torch.ones(3, dtype=torch.float64), atol=1e-5):
+            raise CheckFailed(f"with k={k} each row must be non-negative and sum to 1 (a weighting over slots); "
+                              f"your rows sum to {[round(v, 4) for v in got.sum(-1).tolist()]}")
+        nonzero = (got > 1e-9).sum(-1)
+        if torch.any(nonzero > k):
+            raise CheckFailed(f"with k={k} a row has {int(nonzero.max())} slots with weight: keep only the k slots "
+                              "with the highest cosine and set the others to exactly 0")
+        scores = beta.double() * _cos(key, memory)
+        top = scores.topk(k, dim=-1).indices
+        want = torch.zeros_like(scores).scatter(-1, top, torch.softmax(scores.gather(-1, top), -1))
+        if close(got, want):
+            continue
+        full = torch.softmax(scores, -1)
+        kept = torch.zeros_like(full).scatter(-1, top, full.gather(-1, top))
+        if close(got, kept):
+            raise CheckFailed(f"with k={k} you kept the top-k weights of the full softmax without renormalising: "
+                              "the rows must sum to 1 again (a softmax over the kept scores only)")
+        raise CheckFailed(f"with k={k} the weights on the kept slots are not softmax(beta * cos) over those slots: "
+                          f"expected {[round(v, 3) for v in want[0].tolist()]}, "
+                          f"got {[round(v, 3) for v in got[0].tolist()]}")
+    return ("top-k addressing reads from at most k slots; with k = N it is plain content addressing "
+            "(sparse reads are what lets a memory grow large, as in Rae et al. 2016).")
+
+
+def check_topk_weighting(fn: Callable[..., torch.Tensor], strict: bool = False) -> None:
+    """Lesson 05: ``fn(key (B, M), memory (B, N, M), beta (B, 1), k) -> (B, N)``, the softmax of
+    ``beta * cos(k, M_i)`` over the ``k`` most similar slots, 0 elsewhere.  Returns ``None``."""
+    return report(_topk, fn, strict)
