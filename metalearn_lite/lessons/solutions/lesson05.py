@@ -14,8 +14,9 @@ from ..lesson05 import (
     check_topk_weighting,
 )
 
-#: episodes the solutions measure on (few, so that the test stays fast; the notebook uses more)
-_EPISODES = 40
+#: episodes the solutions measure on (few, so that the test stays fast; the notebook uses more): 40 for
+#: the accuracy at a first presentation (about 3 points of standard error), 16 for the ablation
+_EPISODES = 16
 
 
 def _test_episodes(episodes: int = _EPISODES) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,7 +51,7 @@ def first_vs_second():
     # 1st: above chance (labels already told belong to other drawings are excluded), below the 45.7 % of
     # perfect exclusion; 2nd: one stored example of the class, retrieved by cosine, is usually right
     my_prediction = (35.0, 75.0)
-    images, labels = _test_episodes()
+    images, labels = _test_episodes(40)
     acc = _mann().presentation_accuracy(images, labels).nanmean(0)
     return my_prediction, (100 * float(acc[0]), 100 * float(acc[1]))
 
@@ -61,7 +62,7 @@ def lru_ablation():
         rows = torch.nn.functional.one_hot(torch.arange(n), usage.shape[-1]).to(usage.dtype)
         return rows.expand(usage.shape[0], n, usage.shape[-1])
 
-    my_claim = "lower but above chance"
+    my_claim = "about chance"
     images, labels = _test_episodes()
     return my_write_rule, my_claim, _mann(), images, labels
 
