@@ -6,6 +6,8 @@
   :func:`shift_images` builds the domain-shifted test sets.
 * :func:`copied_example`: a widely copied "transfer learning" snippet that trains a *source* model, then
   a *fresh* *target* model on the very same split; the target never reads the source.
+* :func:`plot_history` and :func:`public_command`: a checkpoint's training curves and its command
+  without machine paths (this lesson's own copies, so that no lesson module imports another's).
 * Exercise checks: ``check_x(answer)`` prints "Correct! ..." or "Not yet: ..." and returns ``None``;
   ``strict=True`` raises :class:`CheckFailed` instead.
 """
@@ -13,9 +15,11 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -245,3 +249,137 @@ def _freeze(fn: Callable[[Conv4, int], Any]) -> str:
 def check_freeze(fn: Callable[[Conv4, int], Any], strict: bool = False) -> None:
     """``fn(backbone: Conv4, layers)``: freeze (``requires_grad=False``) the first ``layers`` blocks."""
     return report(_freeze, fn, strict)
+
+
+# ---------------------------------------------------------------------------------------------
+# A checkpoint's training curves and its command
+# ---------------------------------------------------------------------------------------------
+
+
+def plot_history(history: list[dict[str, float]], val_label: str = "validation episodes") -> Figure:
+    """Training loss (left) and training / validation accuracy (right) against the step, from a checkpoint's
+    ``history`` (records with ``"step"``, ``"loss"``, ``"acc"``, ``"val_acc"`` and ``"minutes"``)."""
+    if not history:
+        raise ValueError("this model has no training history (it was saved without one)")
+    step = [h["step"] for h in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4))
+    left.plot(step, [h["loss"] for h in history], marker="o", markersize=3, color="C3")
+    left.set_ylabel("training loss (running mean)")
+    right.plot(step, [100 * h["acc"] for h in history], marker="o", markersize=3, label="training batches")
+    right.plot(step, [100 * h["val_acc"] for h in history], marker="s", markersize=3, label=val_label)
+    right.set_ylabel("accuracy (%)")
+    right.legend(fontsize=8, loc="lower right")
+    for ax in (left, right):
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+    if "minutes" in history[-1]:
+        fig.suptitle(f"training took {history[-1]['minutes']:.1f} minutes", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def public_command(command: str) -> str:
+    """``command`` with every absolute path shown as ``<scratch>/name`` (a run folder says nothing about
+    the model, and a lesson's output should not show the machine's paths)."""
+    return re.sub(r"(?<![\w.~-])/(?:[^\s/]+/)*[^\s/]+", lambda m: f"<scratch>/{PurePosixPath(m.group(0)).name}",
+                  command)
+
+
+# ---------------------------------------------------------------------------------------------
+# Predict: which method wins under a domain shift, at 1 and at 5 shots
+# ---------------------------------------------------------------------------------------------
+
+
+def _tied_with_best(rows: Sequence[Row], name: str) -> tuple[bool, Row]:
+    """Whether ``name``'s interval reaches the best method's: the data cannot tell them apart."""
+    measured = [r for r in rows if r.result is not None]
+    best = max(measured, key=lambda r: r.mean)
+    mine = next(r for r in measured if r.method == name)
+    return mine.mean + mine.ci95 >= best.mean - best.ci95, best
+
+
+def _winners(args: tuple[Any, Mapping[int, Sequence[Row]]]) -> str:
+    answer, rows = args
+    if answer is None or not isinstance(answer, Mapping) or any(answer.get(k) is None for k in rows):
+        names = sorted({r.method for rs in rows.values() for r in rs})
+        raise CheckFailed(f"set my_winners = {{1: 'method', 5: 'method'}}, one method name per shot count, before "
+                          f"the cell that measures them; names: {names}")
+    lines = []
+    for shots, measured in rows.items():
+        names = [r.method for r in measured if r.result is not None]
+        if answer[shots] not in names:
+            raise CheckFailed(f"{answer[shots]!r} is not one of the measured methods: {names}")
+        tied, best = _tied_with_best(measured, answer[shots])
+        if not tied:
+            mine = next(r for r in measured if r.method == answer[shots])
+            raise CheckFailed(f"at {shots} shot(s) under '{best.shift}' the winner is {best.method} "
+                              f"({100 * best.mean:.1f} %); {answer[shots]} reaches {100 * mine.mean:.1f} %, clearly "
+                              "behind. Hint: which methods can refit something to the shifted support images, and "
+                              "which carry statistics (batch-norm, a trained controller) from the original domain?")
+        lines.append(f"{shots} shot(s): {best.method} first ({100 * best.mean:.1f} %)"
+                     + ("" if best.method == answer[shots] else f", {answer[shots]} within the intervals"))
+    return "; ".join(lines) + "."
+
+
+def check_shift_winners(answer: Mapping[int, str] | None, rows: Mapping[int, Sequence[Row]],
+                        strict: bool = False) -> None:
+    """Lesson 06: ``answer = {shots: method}``, the predicted most accurate method at each shot count, against
+    the measured ``rows`` ``{shots: [Row, ...]}``.  A method whose 95 % interval reaches the winner's passes
+    (the data cannot tell them apart).  Returns ``None``."""
+    return report(_winners, (answer, rows), strict)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ablate: Baseline++ without its cosine head
+# ---------------------------------------------------------------------------------------------
+
+#: The findings a reader can state about the ablation, checked against the measurement.
+HEAD_CLAIMS = ("cosine head clearly better", "no clear difference", "linear head clearly better")
+
+
+def _head_ablation(args: tuple[Any, Any, Row, torch.Tensor, int]) -> str:
+    ablated, claim, reference, images, episodes = args
+    from ..algorithms.transfer import BaselinePlusPlus, FineTune
+
+    if ablated is None:
+        raise CheckFailed("build my_ablated: Baseline++'s adaptation with a linear head instead of the cosine one")
+    if isinstance(ablated, BaselinePlusPlus) or not isinstance(ablated, FineTune):
+        raise CheckFailed("build the ablation from FineTune (it takes head='linear'); BaselinePlusPlus always uses "
+                          "the cosine head")
+    reference_clf = BaselinePlusPlus(ablated.backbone)
+    if ablated.head_kind != "linear":
+        raise CheckFailed(f"the ablation changes the head: use head='linear' (you have head={ablated.head_kind!r})")
+    if ablated.frozen_layers != 4:
+        raise CheckFailed(f"Baseline++ keeps the backbone frozen: use frozen_layers=4 (you have "
+                          f"{ablated.frozen_layers}); otherwise you change two things at once")
+    if (ablated.steps, ablated.lr) != (reference_clf.steps, reference_clf.lr):
+        raise CheckFailed(f"change one thing only: keep Baseline++'s steps={reference_clf.steps} and "
+                          f"lr={reference_clf.lr:g} (you have steps={ablated.steps}, lr={ablated.lr:g})")
+    if claim not in HEAD_CLAIMS:
+        raise CheckFailed(f"set my_finding to one of {HEAD_CLAIMS}")
+    n = min(episodes, len(reference.result.accuracies))
+    ref_acc = reference.result.accuracies[:n]
+    row = compare({"linear head": ablated}, images, ways=reference.result.ways, shots=reference.shots,
+                  shift=reference.shift, episodes=n)[0]
+    diff = row.result.accuracies - ref_acc  # the same tasks: a paired comparison
+    mean = float(diff.mean())
+    ci = float(1.96 * diff.std(unbiased=True) / math.sqrt(n)) if n > 1 else math.inf
+    found = ("no clear difference" if abs(mean) <= ci else
+             "cosine head clearly better" if mean < 0 else "linear head clearly better")
+    summary = (f"on the same {n} tasks: cosine head {100 * float(ref_acc.mean()):.1f} %, linear head "
+               f"{100 * row.mean:.1f} % (difference {100 * mean:+.1f} ± {100 * ci:.1f} points, paired 95 % interval)")
+    if claim != found:
+        raise CheckFailed(f"{summary}: that is '{found}', not '{claim}'. Hint: compare the difference with its "
+                          "interval, not the two accuracies with each other")
+    return (f"{summary}: {found}. On features this good, how the head compares a query with the class "
+            "vectors matters little; the cosine head's advantage (no class wins by a longer vector) shows "
+            "where feature lengths vary with the class, as in Chen et al. (2019)'s deeper backbones.")
+
+
+def check_head_ablation(ablated: Any, claim: str | None, reference: Row, images: torch.Tensor, episodes: int = 100,
+                        strict: bool = False) -> None:
+    """Lesson 06: ``ablated`` (a :class:`~metalearn_lite.algorithms.transfer.FineTune` that is Baseline++ with
+    a linear head: ``frozen_layers=4``, the same steps and learning rate) and ``claim`` (one of
+    :data:`HEAD_CLAIMS`), checked by running it on the first ``episodes`` tasks of ``reference`` (Baseline++'s
+    :class:`Row`) and comparing task by task.  Returns ``None``."""
+    return report(_head_ablation, (ablated, claim, reference, images, episodes), strict)
