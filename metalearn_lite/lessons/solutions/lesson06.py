@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import torch.nn.functional as F
 
@@ -12,12 +14,14 @@ from ..lesson06 import check_cosine_logits, check_head_ablation, check_shift_win
 _EPISODES = 10
 
 
+@lru_cache(maxsize=1)
 def _test_images() -> torch.Tensor:
     from ...datasets.omniglot import omniglot_split
 
     return omniglot_split("test").images
 
 
+@lru_cache(maxsize=1)
 def _pretrained():
     from ...checkpoints import load_pretrained
 
