@@ -444,7 +444,7 @@ def memory_without_updates(model, images: torch.Tensor, labels: torch.Tensor) ->
     """Run a MANN through one episode ``(L, 1, H, W)``, ``(L,)`` step by step, with gradients switched off.
 
     Returns ``"memory_change"`` ``(L,)``: ``||M_t - M_{t-1}||`` at each step (the Frobenius norm);
-    ``"slots_used"`` ``(L,)``: slots holding anything after step ``t``; ``"weights_changed"``: whether any
+    ``"memory_norm"`` ``(L,)``: ``||M_t||`` after step ``t``; ``"weights_changed"``: whether any
     parameter differs bit for bit after the episode; ``"parameters"``: how many numbers the weights hold.
     No optimiser exists and no gradient is computed, so whatever the episode teaches lives in the memory.
     """
@@ -452,14 +452,14 @@ def memory_without_updates(model, images: torch.Tensor, labels: torch.Tensor) ->
     before = [p.detach().clone() for p in model.parameters()]
     inputs = _episode_inputs(model, images, labels)
     state = model.initial_state(1)
-    change, used = [], []
+    change, norm = [], []
     for t in range(inputs.shape[1]):
         _, new, _ = model.forward_step(inputs[:, t], state)
         change.append(float((new.memory - state.memory).norm()))
-        used.append(int((new.memory[0].abs().sum(-1) > 0).sum()))
+        norm.append(float(new.memory.norm()))
         state = new
     changed = any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
-    return {"memory_change": torch.tensor(change), "slots_used": torch.tensor(used), "weights_changed": changed,
+    return {"memory_change": torch.tensor(change), "memory_norm": torch.tensor(norm), "weights_changed": changed,
             "parameters": sum(p.numel() for p in model.parameters())}
 
 
