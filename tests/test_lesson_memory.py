@@ -12,15 +12,20 @@ import torch.nn.functional as F  # noqa: E402
 from conftest import check_fails as _fails  # noqa: E402
 from conftest import check_passes  # noqa: E402
 
-from metalearn_lite.algorithms.mann import MANN  # noqa: E402
+from metalearn_lite.algorithms.mann import MANN, least_used  # noqa: E402
 from metalearn_lite.algorithms.ntm import NTMCopy, content_weighting, shift  # noqa: E402
-from metalearn_lite.lessons import lesson05_plots as memory_plots  # noqa: E402
-from metalearn_lite.lessons.lesson05_checks import (  # noqa: E402
+from metalearn_lite.lessons import lesson05 as memory_plots  # noqa: E402
+from metalearn_lite.lessons.exercises import CheckFailed  # noqa: E402
+from metalearn_lite.lessons.lesson05 import (  # noqa: E402
+    ABLATION_CLAIMS,
     LRU_QUESTION,
     check_content_weighting,
+    check_lru_ablation,
     check_lru_write,
     check_next_write_slot,
+    check_presentation_prediction,
     check_shift,
+    check_topk_weighting,
 )
 
 # ----------------------------------------------------------------------------- content addressing
@@ -164,3 +169,84 @@ def test_copy_and_episode_figures_run_on_small_models():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+# ----------------------------------------------------------------------------- new exercises and demos
+
+
+def _small_mann() -> MANN:
+    torch.manual_seed(0)
+    return MANN(hidden=8, memory_size=8, memory_width=4, read_heads=2, image_size=8)
+
+
+def _episodes(t: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    labels = torch.stack([torch.randperm(6, generator=g) % 3 for _ in range(t)])
+    return torch.rand(t, 6, 1, 8, 8, generator=g), labels
+
+
+def _strict_fails(check, *args, words=()):
+    with pytest.raises(CheckFailed) as err:
+        check(*args, strict=True)
+    for word in words:
+        assert word in str(err.value), f"{word!r} not in: {err.value}"
+
+
+def test_presentation_prediction_accepts_close_and_explains_chance():
+    check_passes(check_presentation_prediction, (30.0, 80.0), (33.9, 78.1))
+    _strict_fails(check_presentation_prediction, (20.0, 80.0), (33.9, 78.1), words=("above chance", "45.7"))
+    _strict_fails(check_presentation_prediction, (35.0, 40.0), (33.9, 78.1), words=("2nd presentation",))
+    _strict_fails(check_presentation_prediction, None, (33.9, 78.1), words=("my_prediction",))
+    _strict_fails(check_presentation_prediction, (35.0, 140.0), (33.9, 78.1), words=("between 0 and 100",))
+
+
+def test_lru_ablation_rejects_the_rule_itself_a_bad_shape_and_a_wrong_claim():
+    model = _small_mann()
+    images, labels = _episodes()
+
+    def first_slots(usage, n):
+        return F.one_hot(torch.arange(n), usage.shape[-1]).to(usage.dtype).expand(usage.shape[0], n, -1)
+
+    _strict_fails(check_lru_ablation, least_used, "unchanged", model, images, labels, words=("least-used rule itself",))
+    _strict_fails(check_lru_ablation, lambda u, n: u, "unchanged", model, images, labels, words=("(1, 2, 8)",))
+    _strict_fails(check_lru_ablation, first_slots, "better", model, images, labels, words=("my_claim",))
+    # an untrained model is at chance either way: any claim but the measured one fails, naming the numbers
+    before = memory_plots.ablated_accuracy(None, model, images, labels)[1:].mean()
+    after = memory_plots.ablated_accuracy(first_slots, model, images, labels)[1:].mean()
+    found = ("unchanged" if abs(float(before - after)) < 3 else "about chance" if after < 30
+             else "lower but above chance")
+    check_passes(check_lru_ablation, first_slots, found, model, images, labels)
+    wrong = next(c for c in ABLATION_CLAIMS if c != found)
+    _strict_fails(check_lru_ablation, first_slots, wrong, model, images, labels, words=("went from",))
+    from metalearn_lite.algorithms import mann
+
+    assert mann.least_used is least_used  # the package's rule is restored after the ablation
+
+
+def test_topk_weighting_check():
+    def right(key, memory, beta, k):
+        scores = beta * F.cosine_similarity(memory, key.unsqueeze(1), dim=-1)
+        top = scores.topk(k, -1).indices
+        return torch.softmax(torch.full_like(scores, float("-inf")).scatter(-1, top, scores.gather(-1, top)), -1)
+
+    def not_renormalised(key, memory, beta, k):
+        full = content_weighting(key, memory, beta)
+        top = full.topk(k, -1).indices
+        return torch.zeros_like(full).scatter(-1, top, full.gather(-1, top))
+
+    check_passes(check_topk_weighting, right)
+    _fails(check_topk_weighting, lambda key, memory, beta, k: content_weighting(key, memory, beta), "k=1")
+    _fails(check_topk_weighting, not_renormalised, "sum to 1")
+
+
+def test_memory_demos_show_no_weight_change_and_an_empty_start():
+    model = _small_mann()
+    images, labels = _episodes()
+    demo = memory_plots.memory_without_updates(model, images[0], labels[0])
+    assert demo["weights_changed"] is False and demo["memory_change"].shape == (6,)
+    assert float(demo["memory_change"].sum()) > 0 and float(demo["memory_norm"][-1]) > 0
+    between = memory_plots.memory_between_episodes(model, images, labels)
+    assert torch.all(between["start_norm"] == 0)
+    assert between["wiped"].shape == between["carried"].shape == (2,)
+    with pytest.raises(ValueError, match="at least 2 episodes"):
+        memory_plots.memory_between_episodes(model, images[:1], labels[:1])

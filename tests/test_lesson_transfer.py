@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import matplotlib
 import pytest
@@ -10,20 +11,26 @@ import torch
 import torch.nn.functional as F
 from conftest import check_passes
 
-import metalearn_lite.lessons.lesson06_comparison as comparison
+import metalearn_lite.lessons.lesson06 as comparison
 from metalearn_lite import evaluate
-from metalearn_lite.algorithms.transfer import CosineHead, LinearProbe, Pretrained
+from metalearn_lite.algorithms.transfer import BaselinePlusPlus, CosineHead, FineTune, LinearProbe, Pretrained
 from metalearn_lite.evaluation import EvalResult
-from metalearn_lite.lessons.lesson06_checks import CheckFailed, check_cosine_logits, check_freeze
-from metalearn_lite.lessons.lesson06_comparison import (
+from metalearn_lite.lessons.lesson06 import (
+    HEAD_CLAIMS,
     SHIFTS,
+    CheckFailed,
+    Row,
+    check_cosine_logits,
+    check_freeze,
+    check_head_ablation,
+    check_shift_winners,
     compare,
+    copied_example,
     plot_by_shots,
     ranking,
     shift_images,
     table_markdown,
 )
-from metalearn_lite.lessons.lesson06_pitfall import copied_example
 from metalearn_lite.models import Conv4
 
 matplotlib.use("Agg")
@@ -152,3 +159,51 @@ def test_check_freeze():
                       (lambda m, k: None, "still has requires_grad=True")]:
         with pytest.raises(CheckFailed, match=match):
             check_freeze(fn, strict=True)
+
+
+# ----------------------------------------------------------------------------- new exercises
+
+
+def _row(method: str, accuracies: list[float], shots: int = 1) -> Row:
+    return Row(method, shots, "inverted", EvalResult(torch.tensor(accuracies), 5, shots, 15), 0.01)
+
+
+def test_check_shift_winners_accepts_ties_and_rejects_a_clear_loser():
+    rows = {1: [_row("probe", [0.70, 0.72, 0.68, 0.71]), _row("fine-tune", [0.72, 0.60, 0.85, 0.70]),
+                _row("MANN", [0.20, 0.22, 0.18, 0.21])],
+            5: [_row("probe", [0.86, 0.87, 0.85, 0.86], 5), _row("MANN", [0.20, 0.21, 0.22, 0.19], 5)]}
+    check_passes(check_shift_winners, {1: "probe", 5: "probe"}, rows)
+    check_passes(check_shift_winners, {1: "fine-tune", 5: "probe"}, rows)  # within the intervals at 1 shot
+    with pytest.raises(CheckFailed, match="winner is probe"):
+        check_shift_winners({1: "probe", 5: "MANN"}, rows, strict=True)
+    with pytest.raises(CheckFailed, match="not one of the measured"):
+        check_shift_winners({1: "MAML", 5: "probe"}, rows, strict=True)
+    with pytest.raises(CheckFailed, match="my_winners"):
+        check_shift_winners({1: None, 5: None}, rows, strict=True)
+
+
+def test_check_head_ablation_rejects_changing_more_than_the_head(small):
+    torch.manual_seed(0)
+    net = Pretrained(Conv4(hidden=8, norm="running"), classes=10).eval()
+    ref = compare({"Baseline++": BaselinePlusPlus(net, steps=5)}, small, ways=3, shots=1, episodes=2)[0]
+    cases = [
+        (None, "my_ablated"),
+        (BaselinePlusPlus(net), "FineTune"),
+        (FineTune(net, frozen_layers=4, head="cosine", steps=100, lr=1e-2), "head='linear'"),
+        (FineTune(net, head="linear", steps=100, lr=1e-2), "frozen_layers=4"),
+        (FineTune(net, frozen_layers=4, head="linear", steps=50, lr=1e-2), "one thing only"),
+    ]
+    for ablated, words in cases:
+        with pytest.raises(CheckFailed, match=re.escape(words)):
+            check_head_ablation(ablated, "no clear difference", ref, small, episodes=2, strict=True)
+    right = FineTune(net, frozen_layers=4, head="linear", steps=100, lr=1e-2)
+    with pytest.raises(CheckFailed, match="HEAD_CLAIMS|one of"):
+        check_head_ablation(right, "the head matters", ref, small, episodes=2, strict=True)
+    outcomes = []
+    for claim in HEAD_CLAIMS:  # exactly one claim matches the measurement
+        try:
+            check_head_ablation(right, claim, ref, small, episodes=2, strict=True)
+            outcomes.append(claim)
+        except CheckFailed as err:
+            assert "paired 95 % interval" in str(err)
+    assert len(outcomes) == 1
