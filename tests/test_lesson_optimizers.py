@@ -24,8 +24,8 @@ from metalearn_lite.lessons.lesson07 import (
     check_cell_update,
     check_horizon_prediction,
     check_preprocess_pairs,
-    solution_cell_update,
 )
+from metalearn_lite.lessons.solutions.lesson07 import cell_update
 
 matplotlib.use("Agg")
 
@@ -99,7 +99,7 @@ def test_horizon_prediction_is_compared_with_the_run(capsys):
 
 
 def test_right_cell_update_passes_and_names_sgd():
-    printed = check_passes(check_cell_update, solution_cell_update)
+    printed = check_passes(check_cell_update, *cell_update())
     assert "SGD" in printed
     check_passes(check_cell_update, lambda th, g, f, i: (f - 1) * th - i * g)
 
