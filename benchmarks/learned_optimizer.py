@@ -7,7 +7,7 @@ each with its learning rate tuned on training functions over a log grid (``LR_GR
 four per decade).  Every number is on 100 held-out functions: the mean loss after 100 steps ± the
 half-width of its 95 % confidence interval, the median, and the paired difference to the learned
 optimiser (same functions, problem by problem).  The seeds and sizes are those of lesson 07
-(``metalearn_lite/lessons/lesson07_optimizers.py``).
+(``metalearn_lite/lessons/lesson07.py``).
 
     python benchmarks/learned_optimizer.py                 # train (about 3 CPU minutes), then evaluate
     python benchmarks/learned_optimizer.py --save-as metalearn_lite/data/checkpoints/learned-optimizer-quadratic.pt
@@ -28,7 +28,7 @@ import time
 import torch
 
 from metalearn_lite.evaluation import mean_ci
-from metalearn_lite.lessons.lesson07_optimizers import (
+from metalearn_lite.lessons.lesson07 import (
     HORIZON,
     LEARNED,
     comparison_table,

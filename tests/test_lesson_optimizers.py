@@ -18,67 +18,88 @@ from metalearn_lite.algorithms.learned_optimizer import (
 )
 from metalearn_lite.checkpoints import read_checkpoint
 from metalearn_lite.evaluation import mean_ci
-from metalearn_lite.lessons import lesson07_optimizers as lesson
-from metalearn_lite.lessons.lesson07_checks import (
+from metalearn_lite.lessons import lesson07 as lesson
+from metalearn_lite.lessons.exercises import CheckFailed
+from metalearn_lite.lessons.lesson07 import (
     check_cell_update,
-    check_preprocess,
-    solution_cell_update,
-    solution_preprocess,
+    check_horizon_prediction,
+    check_preprocess_pairs,
 )
+from metalearn_lite.lessons.solutions.lesson07 import cell_update
 
 matplotlib.use("Agg")
 
-# ----------------------------------------------------------------------------- exercise 1: preprocessing
+# ----------------------------------------------------------------------------- exercise: the preprocessing by hand
 
 
-def test_right_preprocessing_passes():
-    check_passes(check_preprocess, solution_preprocess)
-    check_passes(check_preprocess, preprocess_gradient)  # the package's own
+def right_pairs():
+    return {-0.002: (math.log(0.002) / 10, -1.0), 2e-5: (-1.0, math.exp(10) * 2e-5)}
 
 
-def wrong_preprocess(kind):
-    def fn(g, p):
-        big = g.abs() >= math.exp(-p)
-        log = {"log10": torch.log10, "natural": torch.log}["log10" if kind == "log10" else "natural"]
-        first = torch.where(big, log(g.abs().clamp_min(1e-300)) / (1 if kind == "no_p" else p), -torch.ones_like(g))
-        small = {"e_minus_p": math.exp(-p) * g, "sign": torch.sign(g)}.get(kind, math.exp(p) * g)
-        second = torch.where(big, torch.sign(g), small)
-        if kind == "one_branch":
-            first, second = torch.log(g.abs()) / p, torch.sign(g)
-        out = torch.stack([second, first] if kind == "swapped" else [first, second], dim=-1)
-        return out.movedim(-1, 0) if kind == "first_dim" else out
-    return fn
+def test_right_pairs_pass_to_two_decimals():
+    check_passes(check_preprocess_pairs, right_pairs())
+    check_passes(check_preprocess_pairs, {-0.002: (-0.62, -1), 2e-5: (-1, 0.44)})
+    assert torch.allclose(preprocess_gradient(torch.tensor([-0.002, 2e-5], dtype=torch.float64)),
+                          torch.tensor(list(right_pairs().values()), dtype=torch.float64))
 
 
-@pytest.mark.parametrize("kind, words", [
-    ("swapped", ["wrong order"]),
-    ("log10", ["natural logarithm"]),
-    ("no_p", ["divide the logarithm by p"]),
-    ("e_minus_p", ["multiplied by e^p"]),
-    ("sign", ["not the sign"]),
-    ("one_branch", ["second branch"]),
-    ("first_dim", ["LAST"]),
+@pytest.mark.parametrize("change, words", [
+    ({-0.002: (math.log10(0.002) / 10, -1.0)}, ["natural logarithm"]),
+    ({-0.002: (math.log(0.002), -1.0)}, ["divide the logarithm by p"]),
+    ({-0.002: (math.log(0.002) / 10, 1.0)}, ["sign"]),
+    ({2e-5: (math.log(2e-5) / 10, 1.0)}, ["second branch", "-1"]),
+    ({2e-5: (-1.0, 1.0)}, ["e^p * g", "not the sign"]),
+    ({2e-5: (-1.0, math.exp(-10) * 2e-5)}, ["for the gradient 2e-05", "e^-10"]),
 ])
-def test_wrong_preprocessing_gets_its_hint(kind, words):
-    check_fails(check_preprocess, wrong_preprocess(kind), *words)
+def test_wrong_pairs_get_their_hint(change, words):
+    check_fails(check_preprocess_pairs, {**right_pairs(), **change}, *words)
 
 
-def test_preprocessing_check_reports_other_mistakes_and_bad_returns():
-    check_fails(check_preprocess, lambda g, p: None, "returned None")
-    check_fails(check_preprocess, lambda g, p: torch.zeros(*g.shape, 2, dtype=torch.float64), "for the gradient")
-    check_fails(check_preprocess, lambda g, p: [0.0], "torch.Tensor")
-
-
-def test_not_strict_prints_not_yet(capsys):
-    assert check_preprocess(wrong_preprocess("log10")) is None
+def test_pairs_check_refuses_bad_shapes_and_prints_not_yet(capsys):
+    check_fails(check_preprocess_pairs, None, "is None")
+    check_fails(check_preprocess_pairs, {0.1: (0, 1)}, "keys")
+    check_fails(check_preprocess_pairs, {-0.002: (1,), 2e-5: (1, 2)}, "two numbers")
+    assert check_preprocess_pairs(None) is None
     assert capsys.readouterr().out.startswith("Not yet:")
 
 
-# ----------------------------------------------------------------------------- exercise 2: the cell update
+# ----------------------------------------------------------------------------- exercise: predict the long horizon
+
+
+def horizon_curves(lstm_last, adam_last):
+    """Curves of 3 steps whose last row is given (the check reads the last step only)."""
+    first = torch.ones(2, len(lstm_last))
+    return {lesson.LEARNED: torch.cat([first, torch.tensor([lstm_last])]),
+            "Adam": torch.cat([first, torch.tensor([adam_last])])}
+
+
+def horizon_fails(prediction, curves, *words):
+    with pytest.raises(CheckFailed) as err:
+        check_horizon_prediction(prediction, curves, strict=True)
+    for word in words:
+        assert word in str(err.value), f"{word!r} not in: {err.value}"
+
+
+def test_horizon_prediction_is_compared_with_the_run(capsys):
+    curves = horizon_curves([1e-3, 1e-3, 1.0], [1e-6, 1e-6, 3.0])  # LSTM: lower mean, Adam: lower median
+    printed = check_passes(check_horizon_prediction, {"mean": "LSTM", "median": "Adam"}, curves)
+    assert "at step 2" in printed
+    horizon_fails({"mean": "LSTM", "median": "LSTM"}, curves, "for the median", "typical")
+    horizon_fails({"mean": "Adam", "median": "LSTM"}, curves, "mean and the median")
+    horizon_fails({"mean": None, "median": "Adam"}, curves, '"LSTM" or "Adam"')
+    horizon_fails(None, curves, "my_prediction must be")
+    horizon_fails({"mean": "LSTM", "median": "Adam"}, {"SGD": curves["Adam"]}, "run_all")
+    flipped = horizon_curves([1e-6, 1e-6, 3.0], [1e-3, 1e-3, 1.0])
+    check_passes(check_horizon_prediction, {"mean": "Adam", "median": "LSTM"}, flipped)
+    assert check_horizon_prediction({"mean": None, "median": None}, curves) is None  # the unanswered cell runs
+    assert capsys.readouterr().out.startswith("Not yet:")
+
+
+# ----------------------------------------------------------------------------- exercise: the cell update
 
 
 def test_right_cell_update_passes_and_names_sgd():
-    printed = check_passes(check_cell_update, solution_cell_update)
+    printed = check_passes(check_cell_update, *cell_update())
     assert "SGD" in printed
     check_passes(check_cell_update, lambda th, g, f, i: (f - 1) * th - i * g)
 
@@ -175,3 +196,45 @@ def test_summary_matches_mean_ci_and_quantiles():
         assert s.median[t] == pytest.approx(float(losses[t].median()), abs=0.05)  # torch's median is the lower one
         assert s.q25[t] == pytest.approx(float(torch.quantile(losses[t], 0.25)))
     assert len(s.cut(3).mean) == 4 and s.cut(None).mean.shape == (7,)
+
+
+# ----------------------------------------------------------------------------- Meta-LSTM where only the rule is learned
+
+
+def feature_tasks(classes=12, per_class=20, dim=8, seed=0):
+    """Separable features: a class's examples scatter around its own random centre."""
+    g = torch.Generator().manual_seed(seed)
+    centres = 3 * torch.randn(classes, 1, dim, generator=g)
+    return centres + torch.randn(classes, per_class, dim, generator=g)
+
+
+def test_rule_learner_freezes_the_learner_and_training_moves_only_the_rule():
+    feats = feature_tasks()
+    method = lesson.rule_learner(dim=8, steps=2)
+    c0 = {k: v.clone() for k, v in method.net.state_dict().items()}
+    gates = method.input_b.detach().clone()
+    history = lesson.train_rule(method, feats, iterations=3, tasks=2, lr=0.05)
+    assert [h["iteration"] for h in history] == [1, 2, 3] and all(0 <= h["accuracy"] <= 1 for h in history)
+    assert all(torch.equal(c0[k], v) for k, v in method.net.state_dict().items())  # c_0 is not meta-trained
+    assert not torch.equal(gates, method.input_b.detach())                        # the rule is
+    result = lesson.rule_accuracy(method, feats, episodes=4)
+    assert len(result.accuracies) == 4
+
+
+def test_schedules_and_plain_descent_from_c0():
+    assert lesson.schedule("constant", 0.1, 3) == [0.1] * 3
+    assert lesson.schedule("invscaling", 0.1, 3) == pytest.approx([0.1, 0.1 / 2 ** 0.5, 0.1 / 3 ** 0.5])
+    with pytest.raises(ValueError, match="constant"):
+        lesson.schedule("cosine", 0.1)
+    feats = feature_tasks()
+    method = lesson.rule_learner(dim=8, steps=2)
+    # no step: the random c_0 alone; a tuned step on separable classes does better
+    still = lesson.schedule_accuracy(method, feats, [0.0, 0.0], episodes=20, queries=3)
+    moved = lesson.schedule_accuracy(method, feats, [0.5, 0.5], episodes=20, queries=3)
+    assert still.shape == (20,) and moved.mean() > still.mean()
+    best, scores = lesson.tune_schedule(method, feats, "constant", grid=(0.0, 0.5), episodes=10)
+    assert best == 0.5 and set(scores) == {0.0, 0.5}
+    method.eval()
+    sx, sy, _, _ = lesson.EpisodeSampler(feats, ways=5, shots=1, queries=1, seed=0).sample(1).unbatched()
+    table = lesson.gate_summary(method.adaptation_trace(sx, sy))
+    assert table.count("\n") == 2 + 1 and "| 2 |" in table

@@ -495,7 +495,7 @@ def test_plot_gates_draws_both_gates_by_layer_and_the_loss():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from metalearn_lite.lessons.lesson07_meta_lstm import layer_groups, plot_gates
+    from metalearn_lite.lessons.lesson07 import layer_groups, plot_gates
 
     method = tiny(ways=3, test_steps=3).float()
     sx, sy, _, _ = image_tasks(tasks=1, ways=3, dtype=torch.float32).unbatched()
