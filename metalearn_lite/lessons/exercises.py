@@ -96,6 +96,11 @@ def report(check: Callable[[Any], str], answer: Any, strict: bool = False) -> No
             raise
         print(f"Not yet: {err}")
         return
+    except NotImplementedError:  # the exercise's cell as the page leaves it
+        if strict:
+            raise CheckFailed("your function is not written yet (it raises NotImplementedError)") from None
+        print("Not yet: write your answer in the cell above (it still raises NotImplementedError), then run it again")
+        return
     except Exception as err:  # the reader's code raised: show it as feedback, not a crash
         if strict:
             raise CheckFailed(f"your function raised {type(err).__name__}: {err}") from err
