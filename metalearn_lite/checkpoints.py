@@ -4,8 +4,8 @@ A checkpoint is a dict of plain values and tensors, written to a temporary file,
 into place (an interrupted save never leaves a half-written file; temporary files of killed processes are
 removed by the next save), and read with ``torch.load(weights_only=True)``, which never unpickles code.
 It carries ``sha256``, the :func:`~metalearn_lite.integrity.content_digest` of everything else in it, checked
-when it is read: a damaged file is refused.  Files written before the digest existed (the shipped models
-among them) have no ``sha256`` and load unverified.  It carries what is needed to
+when it is read: a damaged file is refused.  Files written before the digest existed have no ``sha256`` and
+load unverified (the shipped models carry theirs, added without changing a tensor).  It carries what is needed to
 rebuild the method (``method``, its registry name, and ``config``, with the networks as
 :func:`~metalearn_lite.models.model_spec`), the ``recipe`` that trained it (if any), the ``command`` and
 ``seed`` that produced it, and the training state needed to resume.

@@ -6,7 +6,8 @@ ReLU MLP trained with the mean squared error, ``K = 10`` support points per task
 ``alpha = 0.01``, meta-batch 25.  It is scored by the MSE on a task's query points after ``test_steps``
 gradient steps on ``K = 5`` support points.  The paper's baseline, "pretrained", fits *one* network to points
 of all tasks at once (joint regression; the best such network predicts roughly the average function,
--(2/pi) E[A] cos x, about -1.62 cos x for amplitudes in [0.1, 5] and phases in [0, pi]), then fine-tunes on a task's support points the same way.
+-(2/pi) E[A] cos x, about -1.62 cos x for amplitudes in [0.1, 5] and phases in [0, pi]), then fine-tunes on a
+task's support points the same way.
 """
 
 from __future__ import annotations
