@@ -72,7 +72,7 @@ def test_amp_refusals(tmp_path):
         ml.train(_method(), _tasks(), steps=1, out_dir=tmp_path, progress=False, amp="int8")
     with pytest.raises(ValueError, match="fp16.*is for CUDA.*use amp='bf16'"):
         ml.train(_method(), _tasks(), steps=1, out_dir=tmp_path, progress=False, amp="fp16", device="cpu")
-    maml = ml.MAML(nn.Sequential(nn.Flatten(), nn.Linear(16, 3)), ways=3, inner_steps=1)
+    maml = ml.MAML(nn.Sequential(nn.Flatten(), nn.Linear(16, 3)), ways=3, inner_steps=1, zero_head=False)
     with pytest.raises(ValueError, match="refused for second-order MAML.*first_order=True"):
         ml.train(maml, _tasks(), steps=1, out_dir=tmp_path, progress=False, amp="bf16")
 

@@ -42,7 +42,8 @@ def protonet(seed: int = 0) -> ml.ProtoNet:
 
 def maml_mlp(inner_lr: float = 0.1) -> ml.MAML:
     torch.manual_seed(0)
-    return ml.MAML(ml.MLP(FEATURES, (16,), 3), ways=3, inner_lr=inner_lr, inner_steps=1, first_order=True)
+    return ml.MAML(ml.MLP(FEATURES, (16,), 3), ways=3, inner_lr=inner_lr, inner_steps=1, first_order=True,
+                   zero_head=False)
 
 
 FAST = dict(steps=12, val_every=4, save_every=5, val_episodes=4, lr=0.01, progress=False)

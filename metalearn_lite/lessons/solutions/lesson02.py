@@ -40,7 +40,7 @@ def _push_only_loss(z, y, margin):
 
 
 def _push_only():
-    from ... import omniglot_split
+    from ...datasets.omniglot import omniglot_split
 
     x = omniglot_split("train").images[:8, :10].flatten(0, 1)   # the pitfall section's 8 characters x 10
     y = torch.arange(8).repeat_interleave(10)

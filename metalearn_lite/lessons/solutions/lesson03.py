@@ -40,7 +40,8 @@ def _my_attention(zs, sy, zq, ways):
 
 
 def _attention():
-    from ... import load_pretrained, omniglot_split
+    from ...checkpoints import load_pretrained
+    from ...datasets.omniglot import omniglot_split
 
     model = load_pretrained("protonet-omniglot")
     return _my_attention, model, omniglot_split("test").images, 20
