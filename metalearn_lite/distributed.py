@@ -19,6 +19,7 @@ Backend: ``nccl`` on CUDA (one GPU per process, ``cuda:LOCAL_RANK``), ``gloo`` o
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 from dataclasses import dataclass
@@ -80,10 +81,21 @@ def join(distributed: bool | None, device: torch.device | None) -> tuple[Group, 
     return Group(dist.get_rank(), dist.get_world_size(), started), device
 
 
-def leave(group: Group) -> None:
-    """Destroy the process group if this run started it."""
+def leave(group: Group, finished: bool = True) -> None:
+    """Destroy the process group if this run started it.
+
+    After a run that ``finished`` (no exception), the ranks first meet at a barrier, so that no rank tears down
+    its connections while a peer still sends on them; after a failure, no collective call can be trusted, so
+    the group is destroyed at once.  Objects that still hold the group (a DDP wrapper kept alive by a reference
+    cycle) are collected first: left to the interpreter's exit, gloo's threads are destroyed while still
+    running and the process aborts ("terminate called without an active exception") after a successful run.
+    """
     if group.started_here and dist.is_initialized():
+        gc.collect()
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
+        gc.collect()
 
 
 def rank_seed(seed: int, rank: int, name: str) -> int:

@@ -246,10 +246,13 @@ def train(
     out = Path(out_dir)
     group, device = join(distributed, None if device is None else torch.device(device))
     try:
-        return _train(method, tasks, val_tasks, cfg, out, device, progress, resume, command, task_config, recipe,
-                      group, options, change_settings)
-    finally:
-        leave(group)
+        result = _train(method, tasks, val_tasks, cfg, out, device, progress, resume, command, task_config, recipe,
+                        group, options, change_settings)
+    except BaseException:
+        leave(group, finished=False)
+        raise
+    leave(group, finished=not result.interrupted)
+    return result
 
 
 def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig, out: Path, device: Any,

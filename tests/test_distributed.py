@@ -18,7 +18,7 @@ import torch.multiprocessing as mp
 
 import metalearn_lite as ml
 from metalearn_lite.checkpoints import read_checkpoint
-from metalearn_lite.distributed import Group, rank_seed, share, wrap
+from metalearn_lite.distributed import Group, leave, rank_seed, share, wrap
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
@@ -61,6 +61,7 @@ def part(ep: ml.Episode, rank: int, world: int) -> ml.Episode:
 def grad_worker(rank: int, world: int, port: int, kind: str, out: str) -> None:
     join_env(rank, world, port)
     dist.init_process_group("gloo", rank=rank, world_size=world)
+    finished = False
     try:
         method = make_method(kind).train()
         model = wrap(method, torch.device("cpu"))  # held until backward: DDP's gradient hooks live on it
@@ -68,8 +69,10 @@ def grad_worker(rank: int, world: int, port: int, kind: str, out: str) -> None:
         loss.backward()
         if rank == 0:
             torch.save([p.grad for p in method.parameters() if p.requires_grad], out)
-    finally:
-        dist.destroy_process_group()
+        del model, loss
+        finished = True
+    finally:  # the package's own way out: free the DDP wrapper and the group while the interpreter is alive
+        leave(Group(rank, world, started_here=True), finished=finished)
 
 
 @pytest.mark.parametrize("kind", ["protonet", "maml"])
