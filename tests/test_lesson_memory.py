@@ -13,7 +13,7 @@ from conftest import check_fails as _fails  # noqa: E402
 from conftest import check_passes  # noqa: E402
 
 from metalearn_lite.algorithms.mann import MANN, least_used  # noqa: E402
-from metalearn_lite.algorithms.ntm import NTMCopy, content_weighting, shift  # noqa: E402
+from metalearn_lite.algorithms.ntm import NTMCopy, content_weighting  # noqa: E402
 from metalearn_lite.lessons import lesson05 as memory_plots  # noqa: E402
 from metalearn_lite.lessons.exercises import CheckFailed  # noqa: E402
 from metalearn_lite.lessons.lesson05 import (  # noqa: E402
@@ -21,10 +21,8 @@ from metalearn_lite.lessons.lesson05 import (  # noqa: E402
     LRU_QUESTION,
     check_content_weighting,
     check_lru_ablation,
-    check_lru_write,
     check_next_write_slot,
     check_presentation_prediction,
-    check_shift,
     check_topk_weighting,
 )
 
@@ -78,62 +76,10 @@ def test_content_prints_not_yet_without_strict(capsys):
     assert capsys.readouterr().out.startswith("Not yet:")
 
 
-# ----------------------------------------------------------------------------- shift
+# ----------------------------------------------------------------------------- LRU: the next write
 
 
-def shift_loop(w, s):
-    n, r = w.shape[1], s.shape[1] // 2
-    out = torch.zeros_like(w)
-    for i in range(n):
-        for k in range(-r, r + 1):
-            out[:, i] += w[:, (i - k) % n] * s[:, k + r]
-    return out
-
-
-def shift_wrong_way(w, s):
-    return shift(w, s.flip(-1))
-
-
-def shift_no_wrap(w, s):
-    r = s.shape[1] // 2
-    padded = F.pad(w, (r, r))
-    return F.conv1d(padded.unsqueeze(0), s.flip(-1).unsqueeze(0)).squeeze(0)
-
-
-@pytest.mark.parametrize("fn", [shift, shift_loop])
-def test_shift_accepts_right_answers(fn):
-    check_passes(check_shift, fn)
-
-
-def test_shift_rejects_wrong_direction_and_missing_wraparound():
-    _fails(check_shift, shift_wrong_way, "wrong way", "torch.roll")
-    _fails(check_shift, shift_no_wrap, "circular", "slot 0")
-    _fails(check_shift, lambda w, s: w, "the result is")
-
-
-# ----------------------------------------------------------------------------- LRU write
-
-
-def lru_right(usage, prev_read, g):
-    return g * prev_read + (1 - g) * F.one_hot(usage.argmin(), len(usage)).float()
-
-
-@pytest.mark.parametrize(
-    "fn, words",
-    [
-        (lambda u, r, g: g * r + (1 - g) * F.one_hot(u.argmax(), len(u)).float(), ["most", "least used"]),
-        (lambda u, r, g: (1 - g) * r + g * F.one_hot(u.argmin(), len(u)).float(), ["wrong term"]),
-        (lambda u, r, g: g * r + (1 - g) * F.one_hot(r.argmin(), len(u)).float(), ["usage weights"]),
-        (lambda u, r, g: F.one_hot(u.argmin(), len(u)).float(), ["interpolate"]),
-        (lambda u, r, g: r, ["write weighting is"]),
-    ],
-)
-def test_lru_rejects_wrong_answers(fn, words):
-    _fails(check_lru_write, fn, *words)
-
-
-def test_lru_accepts_right_answer_and_next_slot_question():
-    check_passes(check_lru_write, lru_right)
+def test_next_slot_question():
     usage = LRU_QUESTION["usage"]
     check_passes(check_next_write_slot, usage.index(min(usage)))
     _fails(check_next_write_slot, usage.index(max(usage)), "most used")

@@ -268,3 +268,18 @@ def test_compare_classifiers_agrees_with_itself(small_model_and_episode):
 
     r = compare_classifiers(model, prototype_probs, torch.rand(8, 20, 1, 28, 28), episodes=3)
     assert r["difference"][0] == 0 and r["disagree"] == 0 and r["probs"] == r["prototypes"]
+
+
+def test_plot_history_is_shared_and_labels_what_trained():
+    from metalearn_lite.lessons import lesson03, lesson06, plotting
+
+    history = [{"step": s, "loss": 1.0 / s, "acc": 0.1 * s, "val_acc": 0.09 * s, "minutes": 0.5 * s} for s in (1, 2)]
+    assert lesson03.plot_history is plotting.plot_history
+    fig = plotting.plot_history(history, val_label="val")
+    legend = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert legend == ["training episodes", "val"] and fig._suptitle.get_text() == "training took 1.0 minutes"
+    legend = [t.get_text() for t in lesson06.plot_history(history).axes[1].get_legend().get_texts()]
+    assert legend == ["training batches", "validation episodes"]
+    assert plotting.plot_history(history, title="mine")._suptitle.get_text() == "mine"
+    with pytest.raises(ValueError, match="no training history"):
+        plotting.plot_history([])

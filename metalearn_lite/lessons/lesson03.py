@@ -1,9 +1,10 @@
 """Lesson 03 (Prototypical Networks) in one place: its figures, its widget's helper and its exercise checks.
 
 * Figures: :func:`prototype_map` (one task in a 2-D PCA projection over the cells of the nearest
-  projected prototype), :func:`plot_history` (a checkpoint's training curves),
-  :func:`plot_centre_objectives` (where three "centre" objectives put their minimiser),
-  :func:`public_command` (a recorded command without machine paths).
+  projected prototype), :func:`plot_centre_objectives` (where three "centre" objectives put their
+  minimiser).  The page also imports from here, for one import line, two shared helpers:
+  :func:`~metalearn_lite.lessons.plotting.plot_history` (a checkpoint's training curves) and
+  :func:`~metalearn_lite.lessons.commands.public_command` (a recorded command without machine paths).
 * Prototypes against attention: :func:`compare_classifiers` measures a classifier on ProtoNet's
   embedding against the prototype rule on the same tasks.
 * The exercises' checks (``check_*``): each prints "Correct! ..." or "Not yet: ..." and returns ``None``;
@@ -12,11 +13,9 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from pathlib import PurePosixPath
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -29,8 +28,9 @@ from matplotlib.lines import Line2D
 from ..distances import squared_euclidean
 from ..episodes import Episode
 from ..fewshot import class_means
+from .commands import public_command
 from .exercises import CheckFailed, answer_tensor, close, report
-from .plotting import pca_axes
+from .plotting import pca_axes, plot_history
 
 __all__ = [
     "CheckFailed", "PrototypeMap", "best_centres", "centre_objectives", "check_attention_classifier",
@@ -133,48 +133,6 @@ def prototype_map(model: torch.nn.Module, episode: Episode, task: int = 0, resol
         agreement=float((torch.from_numpy(pred_2d) == pred_full).double().mean()),
         dim=dim,
     )
-
-
-def plot_history(
-    history: list[dict[str, float]], val_label: str = "validation episodes", title: str | None = None
-) -> Figure:
-    """Training loss (left) and training / validation accuracy (right) against the step.
-
-    ``history`` is a checkpoint's list of ``{"step", "loss", "acc", "val_acc", "minutes"}``
-    records (``loss`` and ``acc`` are running averages over the training episodes);
-    ``val_label`` names the validation tasks in the legend.
-    """
-    if not history:
-        raise ValueError("this model has no training history (it was saved without one)")
-    step = [h["step"] for h in history]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4))
-    left.plot(step, [h["loss"] for h in history], marker="o", markersize=3, color="C3")
-    left.set_ylabel("training loss (running mean)")
-    right.plot(step, [100 * h["acc"] for h in history], marker="o", markersize=3, label="training episodes")
-    right.plot(step, [100 * h["val_acc"] for h in history], marker="s", markersize=3, label=val_label)
-    right.set_ylabel("accuracy (%)")
-    right.legend(fontsize=8, loc="lower right")
-    for ax in (left, right):
-        ax.set_xlabel("training step")
-        ax.grid(alpha=0.3)
-    if "minutes" in history[-1]:
-        fig.suptitle(title or f"training took {history[-1]['minutes']:.1f} minutes", fontsize=10)
-    elif title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def public_command(command: str) -> str:
-    """``command`` with absolute paths outside the repository shown as ``<scratch>/name``.
-
-    Training commands record where their run folder was (often a temporary directory); that
-    path says nothing about the model, and a lesson's output should not show it.
-    """
-    def shorten(match: re.Match[str]) -> str:
-        return f"<scratch>/{PurePosixPath(match.group(0)).name}"
-
-    return re.sub(r"(?<![\w.~-])/(?:[^\s/]+/)*[^\s/]+", shorten, command)
 
 
 def _minimise(objective: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor) -> torch.Tensor:

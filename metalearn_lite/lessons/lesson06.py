@@ -6,8 +6,10 @@
   :func:`shift_images` builds the domain-shifted test sets.
 * :func:`copied_example`: a widely copied "transfer learning" snippet that trains a *source* model, then
   a *fresh* *target* model on the very same split; the target never reads the source.
-* :func:`plot_history` and :func:`public_command`: a checkpoint's training curves and its command
-  without machine paths (this lesson's own copies, so that no lesson module imports another's).
+* :func:`~metalearn_lite.lessons.plotting.plot_history` and :func:`~metalearn_lite.lessons.commands.public_command`
+  (shared with lesson 03, imported here for the page's one import line): a checkpoint's training curves
+  and its command without machine paths; :func:`plot_history` here labels the training curve "training
+  batches" (pretraining trains on batches, not episodes).
 * Exercise checks: ``check_x(answer)`` prints "Correct! ..." or "Not yet: ..." and returns ``None``;
   ``strict=True`` raises :class:`CheckFailed` instead.
 """
@@ -15,11 +17,9 @@
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -30,8 +30,9 @@ from matplotlib.figure import Figure
 
 from ..augment import random_affine
 from ..evaluation import EvalResult, evaluate
-from ..models import Conv4
+from .commands import public_command as public_command  # re-exported for the page
 from .exercises import CheckFailed, report
+from .plotting import plot_history as _plot_history
 from .splits import split_drawings
 
 SHIFTS = ("none", "inverted", "distorted", "scrambled")
@@ -226,63 +227,15 @@ def check_cosine_logits(fn: Callable[[torch.Tensor, torch.Tensor, float], Any], 
     return report(_cosine_logits, fn, strict)
 
 
-def _freeze(fn: Callable[[Conv4, int], Any]) -> str:
-    for layers in (0, 1, 3, 4):
-        model = Conv4(1, 8, norm="running")
-        fn(model, layers)
-        blocks = [list(model.features)[i : i + 4] for i in range(0, 16, 4)]
-        params = [(b, type(m).__name__, name, p) for b, block in enumerate(blocks) for m in block
-                  for name, p in m.named_parameters()]
-        for b, kind, pname, p in params:  # first: nothing that should train may be frozen
-            if b >= layers and not p.requires_grad:
-                raise CheckFailed(f"with layers={layers}, block {b} ({kind}.{pname}) is frozen but should train: "
-                                  f"freeze only the first {layers} block(s), counted from the input")
-        for b, kind, pname, p in params:
-            if b < layers and p.requires_grad:
-                hint = (": batch-norm weights are parameters of the block too" if "Norm" in kind else
-                        ": set requires_grad_(False) on every parameter of the first blocks")
-                raise CheckFailed(f"with layers={layers}, block {b}'s {kind}.{pname} still has requires_grad=True"
-                                  + hint)
-    return "the first blocks keep their pretrained weights; the optimiser only sees the rest."
-
-
-def check_freeze(fn: Callable[[Conv4, int], Any], strict: bool = False) -> None:
-    """``fn(backbone: Conv4, layers)``: freeze (``requires_grad=False``) the first ``layers`` blocks."""
-    return report(_freeze, fn, strict)
-
-
 # ---------------------------------------------------------------------------------------------
-# A checkpoint's training curves and its command
+# A checkpoint's training curves
 # ---------------------------------------------------------------------------------------------
 
 
 def plot_history(history: list[dict[str, float]], val_label: str = "validation episodes") -> Figure:
-    """Training loss (left) and training / validation accuracy (right) against the step, from a checkpoint's
-    ``history`` (records with ``"step"``, ``"loss"``, ``"acc"``, ``"val_acc"`` and ``"minutes"``)."""
-    if not history:
-        raise ValueError("this model has no training history (it was saved without one)")
-    step = [h["step"] for h in history]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4))
-    left.plot(step, [h["loss"] for h in history], marker="o", markersize=3, color="C3")
-    left.set_ylabel("training loss (running mean)")
-    right.plot(step, [100 * h["acc"] for h in history], marker="o", markersize=3, label="training batches")
-    right.plot(step, [100 * h["val_acc"] for h in history], marker="s", markersize=3, label=val_label)
-    right.set_ylabel("accuracy (%)")
-    right.legend(fontsize=8, loc="lower right")
-    for ax in (left, right):
-        ax.set_xlabel("training step")
-        ax.grid(alpha=0.3)
-    if "minutes" in history[-1]:
-        fig.suptitle(f"training took {history[-1]['minutes']:.1f} minutes", fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def public_command(command: str) -> str:
-    """``command`` with every absolute path shown as ``<scratch>/name`` (a run folder says nothing about
-    the model, and a lesson's output should not show the machine's paths)."""
-    return re.sub(r"(?<![\w.~-])/(?:[^\s/]+/)*[^\s/]+", lambda m: f"<scratch>/{PurePosixPath(m.group(0)).name}",
-                  command)
+    """A pretraining checkpoint's curves (:func:`metalearn_lite.lessons.plotting.plot_history`), its
+    training accuracy labelled as measured on "training batches"."""
+    return _plot_history(history, val_label=val_label, train_label="training batches")
 
 
 # ---------------------------------------------------------------------------------------------

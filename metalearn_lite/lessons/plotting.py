@@ -1,4 +1,4 @@
-"""Figures shared by the lessons."""
+"""Figures shared by the lessons: a task, a grid of images, two principal axes, a checkpoint's training curves."""
 
 from __future__ import annotations
 
@@ -69,3 +69,33 @@ def pca_axes(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
     axes = axes * torch.sign(axes.gather(1, axes.abs().argmax(1, keepdim=True)))
     explained = float((s[:2] ** 2).sum() / (s**2).sum().clamp_min(1e-300))
     return centre, axes, explained
+
+
+def plot_history(history: list[dict[str, float]], val_label: str = "validation episodes",
+                 train_label: str = "training episodes", title: str | None = None) -> Figure:
+    """Training loss (left) and training / validation accuracy (right) against the step.
+
+    ``history`` is a checkpoint's list of ``{"step", "loss", "acc", "val_acc", "minutes"}`` records
+    (``loss`` and ``acc`` are running averages over what it trained on); ``train_label`` and
+    ``val_label`` name the training and validation data in the legend.  The title is ``title``, else
+    the training time when the records carry one.
+    """
+    if not history:
+        raise ValueError("this model has no training history (it was saved without one)")
+    step = [h["step"] for h in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4))
+    left.plot(step, [h["loss"] for h in history], marker="o", markersize=3, color="C3")
+    left.set_ylabel("training loss (running mean)")
+    right.plot(step, [100 * h["acc"] for h in history], marker="o", markersize=3, label=train_label)
+    right.plot(step, [100 * h["val_acc"] for h in history], marker="s", markersize=3, label=val_label)
+    right.set_ylabel("accuracy (%)")
+    right.legend(fontsize=8, loc="lower right")
+    for ax in (left, right):
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+    if title is None and "minutes" in history[-1]:
+        title = f"training took {history[-1]['minutes']:.1f} minutes"
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
