@@ -66,6 +66,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from .lstm import lstm_cell, preprocess_gradient
+
 #: per LSTM layer, ``(h, c)``, each ``(*coordinates, hidden)``
 State = tuple[tuple[torch.Tensor, torch.Tensor], ...]
 
@@ -88,43 +90,6 @@ class UpdateRule(Protocol):
 
 
 # ------------------------------------------------------------------ the pieces
-
-
-def preprocess_gradient(grad: torch.Tensor, p: float = 10.0) -> torch.Tensor:
-    """The paper's gradient preprocessing: ``grad`` ``(...)`` -> ``(..., 2)``.
-
-    ``(log|g| / p, sgn g)`` where ``|g| >= e^{-p}``, ``(-1, e^p g)`` where it is smaller (see the module
-    docstring).  The first input lies in ``[-1, inf)`` and grows by ``1/p`` per factor ``e``; the
-    second is ``+-1`` for every gradient that is not tiny.
-    """
-    if not isinstance(grad, torch.Tensor) or not grad.dtype.is_floating_point:
-        raise ValueError(f"grad must be a floating-point tensor; got {type(grad).__name__}"
-                         f"{'' if not isinstance(grad, torch.Tensor) else ' of dtype ' + str(grad.dtype)}")
-    if not p > 0:
-        raise ValueError(f"p must be > 0; got {p}")
-    floor = math.exp(-p)
-    big = grad.abs() >= floor
-    scale = torch.where(big, grad.abs().clamp_min(floor).log() / p, torch.full_like(grad, -1.0))
-    direction = torch.where(big, grad.sign(), grad * math.exp(p))
-    return torch.stack([scale, direction], dim=-1)
-
-
-def lstm_gates(x: torch.Tensor, h: torch.Tensor, layer: nn.Linear) -> tuple[torch.Tensor, ...]:
-    """The four gates of an LSTM cell: ``x`` ``(..., I)``, ``h`` ``(..., H)``, ``layer`` ``Linear(I + H, 4H)``.
-
-    Returns ``(i, f, c~, o)``, each ``(..., H)``: input gate ``sigma(z_i)``, forget gate ``sigma(z_f)``,
-    candidate ``tanh(z_c)`` and output gate ``sigma(z_o)``, where ``z = layer([x, h])`` is split in four
-    in that order (PyTorch's ``nn.LSTM`` uses the same order).
-    """
-    zi, zf, zc, zo = layer(torch.cat([x, h], dim=-1)).chunk(4, dim=-1)
-    return torch.sigmoid(zi), torch.sigmoid(zf), torch.tanh(zc), torch.sigmoid(zo)
-
-
-def lstm_cell(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, layer: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
-    """One LSTM step: ``c' = f * c + i * c~``, ``h' = o * tanh(c')``; returns ``(h', c')``, each ``(..., H)``."""
-    i, f, cand, o = lstm_gates(x, h, layer)
-    c = f * c + i * cand
-    return o * torch.tanh(c), c
 
 
 def detach_state(state: State | None) -> State | None:

@@ -59,6 +59,7 @@ from ..evaluation import presentation_accuracy
 from ..fewshot import check_task
 from ..models import Conv4
 from .base import EpisodicMethod
+from .lstm import lstm_step
 from .ntm import EPS
 
 
@@ -372,10 +373,8 @@ class MANN(SequenceClassifier):
         the heads' parameters ``(B, R * (M + 2))`` with ``keys_see_input``)."""
         b = gates_x.shape[0]
         h, c = state.controller
-        # the LSTM cell (gate order of torch.nn.LSTMCell: input, forget, cell, output)
-        i, f, g, o = (gates_x + F.linear(torch.cat([state.reads.flatten(1), h], -1), w_rh)).chunk(4, 1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
+        # the LSTM cell on its pre-activations (gate order of torch.nn.LSTMCell: input, forget, cell, output)
+        h, c = lstm_step(gates_x + F.linear(torch.cat([state.reads.flatten(1), h], -1), w_rh), c)
         params = self.interface(h) if params_x is None else self.interface(h) + params_x
         params = params.view(b, self.heads, self.m + 2)
         keys = torch.tanh(params[..., : self.m])  # (B, R, M)

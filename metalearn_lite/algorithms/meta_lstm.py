@@ -26,7 +26,8 @@ As in the paper:
   coordinate; its output ``h_t`` ``(P, H)`` replaces them in the gates:
   ``i_t = sigmoid(h_t w_I^h + theta_{t-1} w_I^theta + i_{t-1} w_I^i + b_I)`` (and ``f_t`` alike).
 * **Preprocessing** (Andrychowicz et al. 2016, ``p = 10``): a number ``x`` of any magnitude becomes
-  ``(log|x| / p, sign x)`` if ``|x| >= e^-p`` and ``(-1, e^p x)`` otherwise (:func:`preprocess`).
+  ``(log|x| / p, sign x)`` if ``|x| >= e^-p`` and ``(-1, e^p x)`` otherwise
+  (:func:`~metalearn_lite.algorithms.lstm.preprocess_gradient`, shared with the learned optimiser).
 * **Initialisation.** Every weight of the meta-learner is drawn from ``U(-0.01, 0.01)``; the biases
   from ``b_F ~ U(4, 5)`` and ``b_I ~ U(-5, -4)`` (``forget_bias`` and ``input_bias`` ± 0.5), so
   training starts from gradient descent with a small step (``i ≈ 0.01``) and almost no decay
@@ -66,6 +67,7 @@ from ..fewshot import check_task
 from ..models import Conv4
 from .base import EpisodicMethod
 from .inner_loop import Params
+from .lstm import preprocess_gradient
 from .maml import (
     MAML,
     AdaptedModel,
@@ -75,21 +77,6 @@ from .maml import (
     with_gradient,
     zero_and_freeze_head,
 )
-
-#: the preprocessing constant of Andrychowicz et al. (2016)
-PREPROCESS_P = 10.0
-
-
-def preprocess(x: torch.Tensor, p: float = PREPROCESS_P) -> torch.Tensor:
-    """``x`` ``(...)`` -> ``(..., 2)``: ``(log|x| / p, sign x)`` where ``|x| >= e^-p``, else ``(-1, e^p x)``.
-
-    Gradients span many orders of magnitude; the log keeps them in a range an LSTM can read, and the
-    second branch keeps tiny values (and zero) finite and continuous.
-    """
-    big = x.abs() >= math.exp(-p)
-    magnitude = torch.where(big, x.abs().clamp_min(math.exp(-p)).log() / p, torch.full_like(x, -1.0))
-    sign = torch.where(big, torch.sign(x), x * math.exp(p))
-    return torch.stack([magnitude, sign], -1)
 
 
 class MetaLSTMState(NamedTuple):
@@ -240,7 +227,7 @@ class MetaLSTM(EpisodicMethod):
         if state is None:
             zeros = theta.new_zeros(rows, self.lstm.hidden_size)
             state = MetaLSTMState(zeros, zeros, theta.new_zeros(rows), theta.new_zeros(rows))
-        x = torch.cat([preprocess(grad), preprocess(loss.reshape(())).expand(rows, 2)], 1)  # (P, 4)
+        x = torch.cat([preprocess_gradient(grad), preprocess_gradient(loss.reshape(())).expand(rows, 2)], 1)  # (P, 4)
         h, c = self.lstm(x, (state.h, state.c))  # (P, H)
         k = self.lstm.hidden_size
         forget = torch.sigmoid(h @ self.forget_w[:k] + theta * self.forget_w[k] + state.forget * self.forget_w[k + 1]
