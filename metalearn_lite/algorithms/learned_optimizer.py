@@ -66,6 +66,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from ..validation import int_at_least, positive_number
+from ..validation import int_at_least as _check_steps  # the name lesson 07 prints (in unroll's source)
 from .lstm import lstm_cell, preprocess_gradient
 
 #: per LSTM layer, ``(h, c)``, each ``(*coordinates, hidden)``
@@ -125,12 +127,10 @@ class LearnedOptimizer(nn.Module):
                  preprocess: bool = True) -> None:
         super().__init__()
         for name, v in (("hidden", hidden), ("layers", layers)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an int >= 1; got {v!r}")
+            int_at_least(name, v, 1)
         if not p > 0:
             raise ValueError(f"p must be > 0; got {p}")
-        if not (output_scale > 0 and math.isfinite(output_scale)):
-            raise ValueError(f"output_scale must be a positive number; got {output_scale!r}")
+        positive_number("output_scale", output_scale)
         self.config = {"hidden": hidden, "layers": layers, "p": float(p), "output_scale": float(output_scale),
                        "preprocess": bool(preprocess)}
         self.hidden, self.p, self.output_scale, self.preprocess = hidden, float(p), float(output_scale), preprocess
@@ -190,8 +190,7 @@ def hand_designed(name: str, lr: float) -> Callable[[list[torch.Tensor]], torch.
     """A factory ``params -> torch optimiser`` for one of :data:`HAND_DESIGNED` at learning rate ``lr``."""
     if name not in HAND_DESIGNED:
         raise ValueError(f"unknown optimiser {name!r}; choose one of {list(HAND_DESIGNED)}")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr must be a positive number; got {lr!r}")
+    positive_number("lr", lr)
     cls, options = HAND_DESIGNED[name]
     return functools.partial(cls, lr=lr, **options)
 
@@ -204,11 +203,6 @@ def _check_problem(problem: Any) -> torch.Tensor:
     if not theta0.dtype.is_floating_point:
         raise ValueError(f"the problems' theta0 must be floating point; got {theta0.dtype}")
     return theta0
-
-
-def _check_steps(name: str, value: int, low: int = 0) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}; got {value!r}")
 
 
 def optimize(problem: Problem, optimizer: UpdateRule | Callable[..., torch.optim.Optimizer],
@@ -226,7 +220,7 @@ def optimize(problem: Problem, optimizer: UpdateRule | Callable[..., torch.optim
     is exactly ``n`` separate runs.  A loss that overflows is recorded as ``inf`` or ``nan``, not raised.
     """
     theta0 = _check_problem(problem)
-    _check_steps("steps", steps)
+    _check_steps("steps", steps, 0)
     rule = not isinstance(optimizer, type) and callable(getattr(optimizer, "step", None))
     if not rule and not callable(optimizer):
         raise ValueError(f"optimizer must have step(grad, state) (e.g. a LearnedOptimizer) or be a factory "

@@ -65,6 +65,7 @@ from torch.func import functional_call
 from ..episodes import Episode
 from ..fewshot import check_task
 from ..models import Conv4
+from ..validation import finite_number, flag, int_at_least, non_negative_int
 from .base import EpisodicMethod
 from .inner_loop import Params
 from .lstm import preprocess_gradient
@@ -100,12 +101,6 @@ class Unrolled(NamedTuple):
     input: list[torch.Tensor]
 
 
-def _count(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-    return value
-
-
 class MetaLSTM(EpisodicMethod):
     """The Meta-LSTM of Ravi & Larochelle (2017) on any classifier (see the module docstring).
 
@@ -139,15 +134,13 @@ class MetaLSTM(EpisodicMethod):
     def __init__(self, model: nn.Module | None = None, ways: int = 5, lstm_hidden: int = 20, inner_steps: int = 5,
                  test_steps: int | None = None, zero_head: bool = False, head: str | None = None,
                  forget_bias: float = 4.5, input_bias: float = -4.5) -> None:
-        _count("ways", ways, 1)
-        _count("lstm_hidden", lstm_hidden, 1)
-        _count("inner_steps", inner_steps, 0)
-        test_steps = inner_steps if test_steps is None else _count("test_steps", test_steps, 0)
+        int_at_least("ways", ways, 1)
+        int_at_least("lstm_hidden", lstm_hidden, 1)
+        non_negative_int("inner_steps", inner_steps)
+        test_steps = inner_steps if test_steps is None else non_negative_int("test_steps", test_steps)
         for key, v in (("forget_bias", forget_bias), ("input_bias", input_bias)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ValueError(f"{key} must be a finite number; got {v!r}")
-        if not isinstance(zero_head, bool):
-            raise ValueError(f"zero_head must be a bool; got {zero_head!r}")
+            finite_number(key, v)
+        flag("zero_head", zero_head)
         if model is None:
             model = Conv4(norm="batch", out_features=ways)
         if not isinstance(model, nn.Module):
@@ -311,7 +304,7 @@ class MetaLSTM(EpisodicMethod):
     # ------------------------------------------------------------------ adaptation at test time
 
     def _steps(self, steps: int | None) -> int:
-        return self.test_steps if steps is None else _count("steps", steps, 0)
+        return self.test_steps if steps is None else non_negative_int("steps", steps)
 
     def adapted_params(self, support_x: torch.Tensor, targets: torch.Tensor, steps: int | None = None) -> Params:
         """The learner's weights ``{name: tensor}`` after ``steps`` (default ``test_steps``) updates on one task
