@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .episodes import Episode, EpisodeSampler, _class_table, _dataset_labels
+from .validation import int_at_least
 
 
 class _IndexDrawer(EpisodeSampler):
@@ -61,8 +62,7 @@ class EpisodeBatchSampler(Sampler[list[int]]):
                  batches: int = 1000, seed: int = 0,
                  labels: Sequence[int] | np.ndarray | torch.Tensor | None = None) -> None:
         for name, value in (("tasks", tasks), ("batches", batches)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1; got {value!r}")
+            int_at_least(name, value, 1)
         y, self.label_source = _dataset_labels(dataset, labels)
         self.drawer = _IndexDrawer(y, ways, shots, queries, seed)
         self.ways, self.shots, self.queries = self.drawer.ways, self.drawer.shots, self.drawer.queries

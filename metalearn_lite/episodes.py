@@ -26,6 +26,7 @@ from torch.utils.data import Dataset, IterableDataset
 
 from .dataset_labels import read_labels
 from .devices import resolve_device
+from .validation import int_at_least, probability
 
 
 @dataclass(frozen=True)
@@ -76,13 +77,6 @@ class Episode:
             classes=None if self.classes is None else self.classes.to(device),
             info=move,
         )
-
-
-def _check_positive(name: str, value: int, allow_zero: bool = False) -> int:
-    low = 0 if allow_zero else 1
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}; got {value!r}")
-    return value
 
 
 def _class_table(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -193,9 +187,9 @@ class EpisodeSampler:
         return DatasetEpisodeSampler(dataset, ways, shots, queries, seed, labels, device)
 
     def _set_sizes(self, ways: int, shots: int, queries: int) -> None:
-        self.ways = _check_positive("ways", ways)
-        self.shots = _check_positive("shots", shots)
-        self.queries = _check_positive("queries", queries, allow_zero=True)
+        self.ways = int_at_least("ways", ways, 1)
+        self.shots = int_at_least("shots", shots, 1)
+        self.queries = int_at_least("queries", queries, 0)
 
     def _set_classes(
         self,
@@ -235,9 +229,7 @@ class EpisodeSampler:
         if groups.dim() != 1 or len(groups) != len(eligible) or groups.dtype.is_floating_point:
             raise ValueError(f"groups must hold one integer group id per class ({len(eligible)} classes); got "
                              f"{groups.dtype} of shape {tuple(groups.shape)}")
-        if isinstance(same_group, bool) or not isinstance(same_group, (int, float)) or not 0 <= same_group <= 1:
-            raise ValueError(f"same_group is the fraction of episodes drawn within one group: a number in [0, 1]; "
-                             f"got {same_group!r}")
+        probability("same_group", same_group, "the fraction of episodes drawn within one group")
         _, groups = torch.unique(groups[eligible], return_inverse=True)  # ids 0..G-1 of the drawable classes
         sizes = torch.bincount(groups)
         if same_group > 0 and int(sizes.max()) < self.ways:
@@ -254,7 +246,7 @@ class EpisodeSampler:
 
     def sample_indices(self, tasks: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw ``tasks`` episodes' indices into ``x``: ``((T, N, K+Q), classes (T, N))``."""
-        _check_positive("tasks", tasks)
+        int_at_least("tasks", tasks, 1)
         g = self.generator
         n, need = self.ways, self.shots + self.queries
         scores = torch.rand(tasks, self.num_classes, generator=g)

@@ -14,6 +14,7 @@ from ._malloc import tune_for_training
 from .episode_loader import evaluation_tasks
 from .fewshot import FewShotClassifier
 from .finite import check_input, check_weights
+from .validation import positive_int
 
 
 def mean_ci(values: torch.Tensor | list[float], confidence: float = 0.95) -> tuple[float, float]:
@@ -92,8 +93,7 @@ def evaluate(
         )
     if queries < 1:
         raise ValueError(f"evaluation needs queries >= 1 to score; got {queries}")
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise ValueError(f"episodes must be a positive int (600 or more for a reported number); got {episodes!r}")
+    positive_int("episodes", episodes, " (600 or more for a reported number)")
     if isinstance(data, torch.Tensor):
         check_input(data, "the evaluation data")
     elif isinstance(data, (tuple, list)) and len(data) == 2:

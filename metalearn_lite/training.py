@@ -59,6 +59,7 @@ from .preflight import check_first_task, check_out_dir
 from .resumption import apply_run_settings, describe_tasks, refusal, settings_changes
 from .run_log import RunLog, check_callbacks
 from .train_options import Precision, make_optimizer
+from .validation import positive_int
 
 #: what a last.pt must hold to be resumed from
 RESUME_KEYS = ("optimizer", "scheduler", "rng", "step", "best_val", "history")
@@ -91,9 +92,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "tasks_per_step", "lr_decay_every", "val_every", "save_every", "val_episodes"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int; got {v!r}")
+            positive_int(name, getattr(self, name))
         for name in ("lr",):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0; got {getattr(self, name)}")

@@ -15,14 +15,12 @@ from metalearn_lite.algorithms.learned_optimizer import (
     LearnedOptimizer,
     detach_state,
     hand_designed,
-    lstm_cell,
-    lstm_gates,
     meta_train,
     optimize,
-    preprocess_gradient,
     tune_learning_rate,
     unroll,
 )
+from metalearn_lite.algorithms.lstm import lstm_cell, lstm_gates, preprocess_gradient
 from metalearn_lite.datasets.quadratics import MLPProblems, QuadraticBatch, QuadraticProblems
 
 # ----------------------------------------------------------------------------- preprocessing

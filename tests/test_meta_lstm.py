@@ -14,7 +14,7 @@ from torch.func import functional_call
 
 import metalearn_lite as ml
 from metalearn_lite.algorithms import METHODS, MetaLSTM, build_method
-from metalearn_lite.algorithms.meta_lstm import preprocess
+from metalearn_lite.algorithms.lstm import preprocess_gradient as preprocess
 from metalearn_lite.cli import main
 from metalearn_lite.episodes import Episode
 from metalearn_lite.models import Conv4

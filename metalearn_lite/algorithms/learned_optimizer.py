@@ -66,6 +66,10 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from ..validation import int_at_least, positive_number
+from ..validation import int_at_least as _check_steps  # the name lesson 07 prints (in unroll's source)
+from .lstm import lstm_cell, preprocess_gradient
+
 #: per LSTM layer, ``(h, c)``, each ``(*coordinates, hidden)``
 State = tuple[tuple[torch.Tensor, torch.Tensor], ...]
 
@@ -88,43 +92,6 @@ class UpdateRule(Protocol):
 
 
 # ------------------------------------------------------------------ the pieces
-
-
-def preprocess_gradient(grad: torch.Tensor, p: float = 10.0) -> torch.Tensor:
-    """The paper's gradient preprocessing: ``grad`` ``(...)`` -> ``(..., 2)``.
-
-    ``(log|g| / p, sgn g)`` where ``|g| >= e^{-p}``, ``(-1, e^p g)`` where it is smaller (see the module
-    docstring).  The first input lies in ``[-1, inf)`` and grows by ``1/p`` per factor ``e``; the
-    second is ``+-1`` for every gradient that is not tiny.
-    """
-    if not isinstance(grad, torch.Tensor) or not grad.dtype.is_floating_point:
-        raise ValueError(f"grad must be a floating-point tensor; got {type(grad).__name__}"
-                         f"{'' if not isinstance(grad, torch.Tensor) else ' of dtype ' + str(grad.dtype)}")
-    if not p > 0:
-        raise ValueError(f"p must be > 0; got {p}")
-    floor = math.exp(-p)
-    big = grad.abs() >= floor
-    scale = torch.where(big, grad.abs().clamp_min(floor).log() / p, torch.full_like(grad, -1.0))
-    direction = torch.where(big, grad.sign(), grad * math.exp(p))
-    return torch.stack([scale, direction], dim=-1)
-
-
-def lstm_gates(x: torch.Tensor, h: torch.Tensor, layer: nn.Linear) -> tuple[torch.Tensor, ...]:
-    """The four gates of an LSTM cell: ``x`` ``(..., I)``, ``h`` ``(..., H)``, ``layer`` ``Linear(I + H, 4H)``.
-
-    Returns ``(i, f, c~, o)``, each ``(..., H)``: input gate ``sigma(z_i)``, forget gate ``sigma(z_f)``,
-    candidate ``tanh(z_c)`` and output gate ``sigma(z_o)``, where ``z = layer([x, h])`` is split in four
-    in that order (PyTorch's ``nn.LSTM`` uses the same order).
-    """
-    zi, zf, zc, zo = layer(torch.cat([x, h], dim=-1)).chunk(4, dim=-1)
-    return torch.sigmoid(zi), torch.sigmoid(zf), torch.tanh(zc), torch.sigmoid(zo)
-
-
-def lstm_cell(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, layer: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
-    """One LSTM step: ``c' = f * c + i * c~``, ``h' = o * tanh(c')``; returns ``(h', c')``, each ``(..., H)``."""
-    i, f, cand, o = lstm_gates(x, h, layer)
-    c = f * c + i * cand
-    return o * torch.tanh(c), c
 
 
 def detach_state(state: State | None) -> State | None:
@@ -160,12 +127,10 @@ class LearnedOptimizer(nn.Module):
                  preprocess: bool = True) -> None:
         super().__init__()
         for name, v in (("hidden", hidden), ("layers", layers)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an int >= 1; got {v!r}")
+            int_at_least(name, v, 1)
         if not p > 0:
             raise ValueError(f"p must be > 0; got {p}")
-        if not (output_scale > 0 and math.isfinite(output_scale)):
-            raise ValueError(f"output_scale must be a positive number; got {output_scale!r}")
+        positive_number("output_scale", output_scale)
         self.config = {"hidden": hidden, "layers": layers, "p": float(p), "output_scale": float(output_scale),
                        "preprocess": bool(preprocess)}
         self.hidden, self.p, self.output_scale, self.preprocess = hidden, float(p), float(output_scale), preprocess
@@ -225,8 +190,7 @@ def hand_designed(name: str, lr: float) -> Callable[[list[torch.Tensor]], torch.
     """A factory ``params -> torch optimiser`` for one of :data:`HAND_DESIGNED` at learning rate ``lr``."""
     if name not in HAND_DESIGNED:
         raise ValueError(f"unknown optimiser {name!r}; choose one of {list(HAND_DESIGNED)}")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr must be a positive number; got {lr!r}")
+    positive_number("lr", lr)
     cls, options = HAND_DESIGNED[name]
     return functools.partial(cls, lr=lr, **options)
 
@@ -239,11 +203,6 @@ def _check_problem(problem: Any) -> torch.Tensor:
     if not theta0.dtype.is_floating_point:
         raise ValueError(f"the problems' theta0 must be floating point; got {theta0.dtype}")
     return theta0
-
-
-def _check_steps(name: str, value: int, low: int = 0) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}; got {value!r}")
 
 
 def optimize(problem: Problem, optimizer: UpdateRule | Callable[..., torch.optim.Optimizer],
@@ -261,7 +220,7 @@ def optimize(problem: Problem, optimizer: UpdateRule | Callable[..., torch.optim
     is exactly ``n`` separate runs.  A loss that overflows is recorded as ``inf`` or ``nan``, not raised.
     """
     theta0 = _check_problem(problem)
-    _check_steps("steps", steps)
+    _check_steps("steps", steps, 0)
     rule = not isinstance(optimizer, type) and callable(getattr(optimizer, "step", None))
     if not rule and not callable(optimizer):
         raise ValueError(f"optimizer must have step(grad, state) (e.g. a LearnedOptimizer) or be a factory "

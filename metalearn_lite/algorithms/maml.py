@@ -58,6 +58,7 @@ from ..episodes import Episode
 from ..fewshot import check_task
 from ..finite import check_input, check_weights
 from ..models import MLP, Conv4
+from ..validation import non_negative_int, positive_int
 from .base import EpisodicMethod
 from .inner_loop import (
     BATCHING,
@@ -220,8 +221,7 @@ class MAML(EpisodicMethod):
 
     @staticmethod
     def _default_model(model: nn.Module | None, ways: int, loss: str | LossFn) -> nn.Module:
-        if isinstance(ways, bool) or not isinstance(ways, int) or ways < 1:
-            raise ValueError(f"ways must be a positive int; got {ways!r}")
+        positive_int("ways", ways)
         if model is None:
             if loss != "cross_entropy":
                 raise ValueError("a regressor needs your network: e.g. MAML(model=MLP(1, (40, 40), 1), loss='mse') "
@@ -259,8 +259,7 @@ class MAML(EpisodicMethod):
             raise ValueError(f"inner_lr must be > 0; got {inner_lr}")
         for name, v in (("inner_steps", inner_steps), ("test_steps", test_steps),
                         ("first_order_warmup", first_order_warmup)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{name} must be an int >= 0; got {v!r}")
+            non_negative_int(name, v)
         if batching not in (*BATCHING, "auto"):
             raise ValueError(f"batching must be 'auto', 'vmap' or 'loop'; got {batching!r}")
         check_adaptable(model)

@@ -58,7 +58,9 @@ from ..distances import cosine_similarity
 from ..evaluation import presentation_accuracy
 from ..fewshot import check_task
 from ..models import Conv4
+from ..validation import flag, positive_int
 from .base import EpisodicMethod
+from .lstm import lstm_step
 from .ntm import EPS
 
 
@@ -109,11 +111,9 @@ class SequenceClassifier(EpisodicMethod):
         super().__init__(encoder=encoder, classes=classes, image_size=image_size, freeze_encoder=freeze_encoder,
                          normalize_features=normalize_features, **config)
         for name, v in (("classes", classes), ("image_size", image_size)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int; got {v!r}")
+            positive_int(name, v)
         for name, v in (("freeze_encoder", freeze_encoder), ("normalize_features", normalize_features)):
-            if not isinstance(v, bool):
-                raise ValueError(f"{name} must be True or False; got {v!r}")
+            flag(name, v)
         if encoder is not None and not isinstance(encoder, nn.Module):
             raise ValueError(f"encoder must be a torch.nn.Module or None (raw pixels); got {type(encoder).__name__}")
         if freeze_encoder and encoder is None:
@@ -297,8 +297,7 @@ class MANN(SequenceClassifier):
                          write_first=write_first, keys_see_input=keys_see_input)
         for name, v in (("hidden", hidden), ("memory_size", memory_size), ("memory_width", memory_width),
                         ("read_heads", read_heads)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int; got {v!r}")
+            positive_int(name, v)
         if read_heads > memory_size:
             raise ValueError(f"memory_size={memory_size} is too small for {read_heads} heads: each head writes "
                              "to its own least-used slot; use memory_size >= read_heads")
@@ -306,9 +305,7 @@ class MANN(SequenceClassifier):
             raise ValueError(f"gamma (usage decay) must lie in [0, 1]; got {gamma}")
         self.hidden, self.n, self.m, self.heads, self.gamma = hidden, memory_size, memory_width, read_heads, gamma
         self.write_first = bool(write_first)
-        if not isinstance(keys_see_input, bool):
-            raise ValueError(f"keys_see_input must be True or False; got {keys_see_input!r}")
-        self.keys_see_input = keys_see_input
+        self.keys_see_input = flag("keys_see_input", keys_see_input)
         self.lstm = nn.LSTMCell(self.input_size + read_heads * memory_width, hidden)
         self.interface = nn.Linear(hidden, read_heads * (memory_width + 2))  # key, alpha, beta per head
         # with keys_see_input, the step's input [f(x_t), y_{t-1}] also goes straight into the heads' parameters
@@ -372,10 +369,8 @@ class MANN(SequenceClassifier):
         the heads' parameters ``(B, R * (M + 2))`` with ``keys_see_input``)."""
         b = gates_x.shape[0]
         h, c = state.controller
-        # the LSTM cell (gate order of torch.nn.LSTMCell: input, forget, cell, output)
-        i, f, g, o = (gates_x + F.linear(torch.cat([state.reads.flatten(1), h], -1), w_rh)).chunk(4, 1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
+        # the LSTM cell on its pre-activations (gate order of torch.nn.LSTMCell: input, forget, cell, output)
+        h, c = lstm_step(gates_x + F.linear(torch.cat([state.reads.flatten(1), h], -1), w_rh), c)
         params = self.interface(h) if params_x is None else self.interface(h) + params_x
         params = params.view(b, self.heads, self.m + 2)
         keys = torch.tanh(params[..., : self.m])  # (B, R, M)
@@ -442,9 +437,7 @@ class LSTMOneShot(SequenceClassifier):
     def __init__(self, encoder: nn.Module | None = None, classes: int = 5, image_size: int = 28,
                  freeze_encoder: bool = False, hidden: int = 200, normalize_features: bool = False) -> None:
         super().__init__(encoder, classes, image_size, freeze_encoder, normalize_features, hidden=hidden)
-        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
-            raise ValueError(f"hidden must be a positive int; got {hidden!r}")
-        self.hidden = hidden
+        self.hidden = positive_int("hidden", hidden)
         self.lstm = nn.LSTM(self.input_size, hidden, batch_first=True)
         self.out = nn.Linear(hidden, classes)
 

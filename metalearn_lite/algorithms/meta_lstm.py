@@ -26,7 +26,8 @@ As in the paper:
   coordinate; its output ``h_t`` ``(P, H)`` replaces them in the gates:
   ``i_t = sigmoid(h_t w_I^h + theta_{t-1} w_I^theta + i_{t-1} w_I^i + b_I)`` (and ``f_t`` alike).
 * **Preprocessing** (Andrychowicz et al. 2016, ``p = 10``): a number ``x`` of any magnitude becomes
-  ``(log|x| / p, sign x)`` if ``|x| >= e^-p`` and ``(-1, e^p x)`` otherwise (:func:`preprocess`).
+  ``(log|x| / p, sign x)`` if ``|x| >= e^-p`` and ``(-1, e^p x)`` otherwise
+  (:func:`~metalearn_lite.algorithms.lstm.preprocess_gradient`, shared with the learned optimiser).
 * **Initialisation.** Every weight of the meta-learner is drawn from ``U(-0.01, 0.01)``; the biases
   from ``b_F ~ U(4, 5)`` and ``b_I ~ U(-5, -4)`` (``forget_bias`` and ``input_bias`` ± 0.5), so
   training starts from gradient descent with a small step (``i ≈ 0.01``) and almost no decay
@@ -64,8 +65,10 @@ from torch.func import functional_call
 from ..episodes import Episode
 from ..fewshot import check_task
 from ..models import Conv4
+from ..validation import finite_number, flag, int_at_least, non_negative_int
 from .base import EpisodicMethod
 from .inner_loop import Params
+from .lstm import preprocess_gradient
 from .maml import (
     MAML,
     AdaptedModel,
@@ -75,21 +78,6 @@ from .maml import (
     with_gradient,
     zero_and_freeze_head,
 )
-
-#: the preprocessing constant of Andrychowicz et al. (2016)
-PREPROCESS_P = 10.0
-
-
-def preprocess(x: torch.Tensor, p: float = PREPROCESS_P) -> torch.Tensor:
-    """``x`` ``(...)`` -> ``(..., 2)``: ``(log|x| / p, sign x)`` where ``|x| >= e^-p``, else ``(-1, e^p x)``.
-
-    Gradients span many orders of magnitude; the log keeps them in a range an LSTM can read, and the
-    second branch keeps tiny values (and zero) finite and continuous.
-    """
-    big = x.abs() >= math.exp(-p)
-    magnitude = torch.where(big, x.abs().clamp_min(math.exp(-p)).log() / p, torch.full_like(x, -1.0))
-    sign = torch.where(big, torch.sign(x), x * math.exp(p))
-    return torch.stack([magnitude, sign], -1)
 
 
 class MetaLSTMState(NamedTuple):
@@ -111,12 +99,6 @@ class Unrolled(NamedTuple):
     grads: list[torch.Tensor]
     forget: list[torch.Tensor]
     input: list[torch.Tensor]
-
-
-def _count(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-    return value
 
 
 class MetaLSTM(EpisodicMethod):
@@ -152,15 +134,13 @@ class MetaLSTM(EpisodicMethod):
     def __init__(self, model: nn.Module | None = None, ways: int = 5, lstm_hidden: int = 20, inner_steps: int = 5,
                  test_steps: int | None = None, zero_head: bool = False, head: str | None = None,
                  forget_bias: float = 4.5, input_bias: float = -4.5) -> None:
-        _count("ways", ways, 1)
-        _count("lstm_hidden", lstm_hidden, 1)
-        _count("inner_steps", inner_steps, 0)
-        test_steps = inner_steps if test_steps is None else _count("test_steps", test_steps, 0)
+        int_at_least("ways", ways, 1)
+        int_at_least("lstm_hidden", lstm_hidden, 1)
+        non_negative_int("inner_steps", inner_steps)
+        test_steps = inner_steps if test_steps is None else non_negative_int("test_steps", test_steps)
         for key, v in (("forget_bias", forget_bias), ("input_bias", input_bias)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ValueError(f"{key} must be a finite number; got {v!r}")
-        if not isinstance(zero_head, bool):
-            raise ValueError(f"zero_head must be a bool; got {zero_head!r}")
+            finite_number(key, v)
+        flag("zero_head", zero_head)
         if model is None:
             model = Conv4(norm="batch", out_features=ways)
         if not isinstance(model, nn.Module):
@@ -240,7 +220,7 @@ class MetaLSTM(EpisodicMethod):
         if state is None:
             zeros = theta.new_zeros(rows, self.lstm.hidden_size)
             state = MetaLSTMState(zeros, zeros, theta.new_zeros(rows), theta.new_zeros(rows))
-        x = torch.cat([preprocess(grad), preprocess(loss.reshape(())).expand(rows, 2)], 1)  # (P, 4)
+        x = torch.cat([preprocess_gradient(grad), preprocess_gradient(loss.reshape(())).expand(rows, 2)], 1)  # (P, 4)
         h, c = self.lstm(x, (state.h, state.c))  # (P, H)
         k = self.lstm.hidden_size
         forget = torch.sigmoid(h @ self.forget_w[:k] + theta * self.forget_w[k] + state.forget * self.forget_w[k + 1]
@@ -324,7 +304,7 @@ class MetaLSTM(EpisodicMethod):
     # ------------------------------------------------------------------ adaptation at test time
 
     def _steps(self, steps: int | None) -> int:
-        return self.test_steps if steps is None else _count("steps", steps, 0)
+        return self.test_steps if steps is None else non_negative_int("steps", steps)
 
     def adapted_params(self, support_x: torch.Tensor, targets: torch.Tensor, steps: int | None = None) -> Params:
         """The learner's weights ``{name: tensor}`` after ``steps`` (default ``test_steps``) updates on one task

@@ -28,6 +28,7 @@ from torch import nn
 
 from ..datasets.copy_task import copy_batch
 from ..distances import cosine_similarity
+from ..validation import non_negative_int, positive_int
 from .base import EpisodicMethod
 
 EPS = 1e-8
@@ -216,10 +217,8 @@ class NTM(nn.Module):
         for name, v in (("input_size", input_size), ("output_size", output_size), ("controller_size",
                         controller_size), ("memory_size", memory_size), ("memory_width", memory_width),
                         ("read_heads", read_heads), ("write_heads", write_heads)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int; got {v!r}")
-        if isinstance(shift_range, bool) or not isinstance(shift_range, int) or shift_range < 0:
-            raise ValueError(f"shift_range must be an int >= 0; got {shift_range!r}")
+            positive_int(name, v)
+        non_negative_int("shift_range", shift_range)
         if 2 * shift_range + 1 > memory_size:
             raise ValueError(
                 f"memory_size={memory_size} is too small for shift_range={shift_range}: a head's shifts "

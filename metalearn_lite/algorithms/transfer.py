@@ -38,6 +38,7 @@ from torch import nn
 from ..distances import squared_euclidean
 from ..fewshot import FewShotMixin, check_task, class_means
 from ..models import Conv4
+from ..validation import int_at_least, non_negative_int
 from .base import EpisodicMethod
 
 HEADS = ("linear", "cosine")
@@ -111,8 +112,7 @@ class Pretrained(EpisodicMethod):
             raise ValueError(f"Pretrained needs a Conv4 backbone (the adaptation wrappers fine-tune its blocks); "
                              f"got {type(backbone).__name__}. For your own network use ProtoNet(encoder=...)")
         super().__init__(backbone=backbone, classes=classes, head=head, scale=scale, image_size=image_size)
-        if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
-            raise ValueError(f"classes must be an int >= 2 (the training classes); got {classes!r}")
+        int_at_least("classes", classes, 2, " (the training classes)")
         self.classes = classes
         self.backbone = backbone
         self.head = _make_head(head, self.backbone.embedding_dim(image_size), classes, scale)
@@ -244,8 +244,7 @@ class _GradientAdapter(_Wrapper):
         self.backbone = _backbone_of(pretrained)
         if self.backbone is None:
             raise ValueError("fine-tuning needs a backbone: pass a Pretrained model or a Conv4")
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-            raise ValueError(f"steps must be an int >= 0; got {steps!r}")
+        non_negative_int("steps", steps)
         if not lr > 0:
             raise ValueError(f"lr must be > 0; got {lr}")
         if frozen_layers not in range(5):

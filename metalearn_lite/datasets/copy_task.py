@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from ..devices import resolve_device
+from ..validation import positive_int
 
 
 def copy_batch(batch: int, length: int, bits: int = 8, generator: torch.Generator | None = None,
@@ -24,8 +25,7 @@ def copy_batch(batch: int, length: int, bits: int = 8, generator: torch.Generato
     Returns ``(inputs (B, 2L+1, bits+1), targets (B, L, bits))`` on the CPU, float32.
     """
     for name, v in (("batch", batch), ("length", length), ("bits", bits)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int; got {v!r}")
+        positive_int(name, v)
     seq = torch.randint(0, 2, (batch, length, bits), generator=generator).float()
     inputs = torch.zeros(batch, 2 * length + 1, bits + 1)
     inputs[:, :length, :bits] = seq
@@ -42,8 +42,7 @@ class CopyTasks:
     def __init__(self, max_length: int = 20, bits: int = 8, seed: int = 0,
                  device: str | torch.device | None = None) -> None:
         for name, v in (("max_length", max_length), ("bits", bits)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int; got {v!r}")
+            positive_int(name, v)
         self.max_length, self.bits, self.device = max_length, bits, resolve_device(device)
         self.generator = torch.Generator().manual_seed(seed)
 

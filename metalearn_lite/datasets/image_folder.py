@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .omniglot import _check_size
+from ..validation import positive_int
+from .omniglot import SIZE_HINT
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
@@ -84,7 +85,7 @@ def image_folder(
         ``(num_images,)`` int64 class ids, and the class names.  Images are ordered by class, then by path.
         Use them as ``EpisodeSampler(x, y)``.
     """
-    size = _check_size(size)
+    size = positive_int("size", size, SIZE_HINT)
     folder = Path(root)
     if not folder.exists():
         raise ValueError(f"image folder {folder} does not exist: pass the folder that holds one subfolder per class")

@@ -34,6 +34,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..integrity import atomic_write, content_digest, file_sha256
 from ..paths import cache_dir, data_root, data_root_origin
+from ..validation import positive_int
 
 ZIP_NAMES = ("images_background_small1.zip", "images_background_small2.zip")
 DRAWINGS_PER_CHARACTER = 20
@@ -64,10 +65,8 @@ def _decode(source: str | os.PathLike | BinaryIO | bytes, size: int) -> np.ndarr
     return 1.0 - np.asarray(gray, dtype=np.float32) / 255.0
 
 
-def _check_size(size: int) -> int:
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"size must be a positive int (pixels per side, e.g. 28); got {size!r}")
-    return size
+#: how a drawing's side is checked (:func:`read_image`, :func:`load_omniglot`, :func:`~.image_folder.image_folder`)
+SIZE_HINT = " (pixels per side, e.g. 28)"
 
 
 def read_image(source: str | os.PathLike | BinaryIO | bytes, size: int = 28) -> torch.Tensor:
@@ -80,7 +79,7 @@ def read_image(source: str | os.PathLike | BinaryIO | bytes, size: int = 28) -> 
     Returns:
         ``(1, size, size)`` float32 tensor, strokes 1.0 on a 0.0 background.
     """
-    return torch.from_numpy(_decode(source, _check_size(size))).unsqueeze(0)
+    return torch.from_numpy(_decode(source, positive_int("size", size, SIZE_HINT))).unsqueeze(0)
 
 
 @dataclass(frozen=True)
@@ -268,7 +267,7 @@ def load_omniglot(size: int = 28, root: str | os.PathLike | None = None, cache: 
             ``$METALEARN_LITE_DATA/omniglot``).
         cache: read and write the caches; ``False`` always decodes from the zips.
     """
-    size = _check_size(size)
+    size = positive_int("size", size, SIZE_HINT)
     paths = _zip_paths(root)
     key = _cache_key(paths, size)
     mem_key = (str(paths[0].resolve().parent) + key, size)

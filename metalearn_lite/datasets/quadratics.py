@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from ..devices import resolve_device
-from ..episodes import _check_positive
+from ..validation import int_at_least, positive_number
 
 
 def _check_theta(theta: torch.Tensor, n: int, params: int, what: str) -> None:
@@ -106,9 +106,8 @@ class QuadraticProblems:
 
     def __init__(self, dim: int = 10, scale: float = 1.0, init_std: float = 0.01, seed: int = 0,
                  device: str | torch.device | None = None) -> None:
-        _check_positive("dim", dim)
-        if not (scale > 0 and math.isfinite(scale)):
-            raise ValueError(f"scale must be a positive number; got {scale!r}")
+        int_at_least("dim", dim, 1)
+        positive_number("scale", scale)
         if not (init_std >= 0 and math.isfinite(init_std)):
             raise ValueError(f"init_std must be a number >= 0; got {init_std!r}")
         self.dim, self.scale, self.init_std = dim, float(scale), float(init_std)
@@ -117,7 +116,7 @@ class QuadraticProblems:
 
     def sample(self, n: int = 1) -> QuadraticBatch:
         """``n`` new problems (float32, on the sampler's device)."""
-        _check_positive("n", n)
+        int_at_least("n", n, 1)
         d, g = self.dim, self.generator
         W = self.scale * torch.randn(n, d, d, generator=g)
         y = self.scale * torch.randn(n, d, generator=g)
@@ -206,8 +205,8 @@ class MLPProblems:
     def __init__(self, inputs: int = 2, hidden: int = 20, classes: int = 2, points: int = 64, teacher: int = 8,
                  activation: str = "sigmoid", seed: int = 0, device: str | torch.device | None = None) -> None:
         for name, v in (("inputs", inputs), ("hidden", hidden), ("points", points), ("teacher", teacher)):
-            _check_positive(name, v)
-        _check_positive("classes", classes)
+            int_at_least(name, v, 1)
+        int_at_least("classes", classes, 1)
         if classes < 2:
             raise ValueError(f"classes must be >= 2 for a classification problem; got {classes}")
         if activation not in ("sigmoid", "relu"):
@@ -227,7 +226,7 @@ class MLPProblems:
 
     def sample(self, n: int = 1) -> MLPBatch:
         """``n`` new problems (float32, on the sampler's device)."""
-        _check_positive("n", n)
+        int_at_least("n", n, 1)
         g, i, h, c, t = self.generator, self.inputs, self.hidden, self.classes, self.teacher
         x = torch.randn(n, self.points, i, generator=g)
         t1, tb1 = torch.randn(n, i, t, generator=g), torch.randn(n, 1, t, generator=g)

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..validation import int_at_least
+
 MARKER = ".metalearn_lite_shapes"
 _SUPERSAMPLE = 4  # drawn this many times larger, then area-averaged down: antialiased edges
 _CLASS_DIR = re.compile(r"class_\d+")
@@ -27,9 +29,8 @@ Part = tuple[np.ndarray, np.ndarray]  # (points (P, 2) in [-1, 1] coordinates, R
 
 
 def _check_int(name: str, value: int, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}; got {value!r}")
-    return int(value)
+    """:func:`~metalearn_lite.validation.int_at_least`, also for numpy's integers (returned as ``int``)."""
+    return int_at_least(name, int(value) if isinstance(value, np.integer) else value, low)
 
 
 def _outline(rng: np.random.Generator) -> np.ndarray:

@@ -12,7 +12,8 @@ import math
 import torch
 
 from ..devices import resolve_device
-from ..episodes import Episode, _check_positive
+from ..episodes import Episode
+from ..validation import int_at_least
 
 
 class SinusoidTasks:
@@ -48,9 +49,9 @@ class SinusoidTasks:
 
     def sample(self, tasks: int = 1, shots: int = 10, queries: int = 10) -> Episode:
         """``tasks`` tasks with ``shots`` support and ``queries`` query points each."""
-        _check_positive("tasks", tasks)
-        _check_positive("shots", shots)
-        _check_positive("queries", queries, allow_zero=True)
+        int_at_least("tasks", tasks, 1)
+        int_at_least("shots", shots, 1)
+        int_at_least("queries", queries, 0)
         amp = self._uniform((tasks, 1, 1), self.amplitude)
         phase = self._uniform((tasks, 1, 1), self.phase)
         x = self._uniform((tasks, shots + queries, 1), self.x_range)

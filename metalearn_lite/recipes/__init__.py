@@ -10,6 +10,7 @@ methods themselves know none of this.
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -177,20 +178,33 @@ def _count_classes(settings: TaskSettings) -> int:
     return config_split(settings, "train").images.shape[0]
 
 
-HIDDEN = Flag(int, 64, "Conv-4 filters per block")
+def own(method: Callable[..., Any], name: str, help: str, choices: tuple | None = None) -> Flag:
+    """The flag for ``method``'s argument ``name`` with the method's own default (from its signature)."""
+    default = inspect.signature(method).parameters[name].default
+    if default is inspect.Parameter.empty or default is None:
+        raise TypeError(f"{getattr(method, '__name__', method)}({name}=...) has no default to show; give the "
+                        "recipe's own with Flag(...)")
+    return Flag(type(default), default, help, choices)
+
+
+HIDDEN = own(Conv4, "hidden", "Conv-4 filters per block")
 NORM = Flag(str, "batch", "Conv-4 normalisation: batch statistics always (transductive), running stats, or none",
             ("batch", "running", "none"))
-DISTANCE = Flag(str, "euclidean", "embedding distance", ("euclidean", "cosine"))
-CLASSIFY = Flag(str, "prototype", "classify by nearest class mean or nearest support example", ("prototype",
-                                                                                                "neighbour"))
-BATCHING = Flag(str, "auto", "tasks of a meta-batch under vmap or in a loop", ("auto", "vmap", "loop"))
+ADAPTABLE_NORM = Flag(str, "batch", "Conv-4 normalisation (running statistics cannot be adapted)", ("batch", "none"))
+DISTANCE = own(ProtoNet, "distance", "embedding distance", ("euclidean", "cosine"))
+CLASSIFY = own(SiameseNet, "classify", "classify by nearest class mean or nearest support example",
+               ("prototype", "neighbour"))
+MARGIN = own(SiameseNet, "margin", "loss margin")
+BATCHING = own(MAML, "batching", "tasks of a meta-batch under vmap or in a loop", ("auto", "vmap", "loop"))
 EPISODE_TASK = ("ways", "shots", "queries", "augment")
+PAIR_TASK = ("ways", "shots", "augment")
 OMNIGLOT_KEYS = ("ways", "shots", "queries", "rotations", "mirrors", "augment", "by", "same_alphabet", "image_size",
                  "val_ways", "val_shots")
 FOLDER_KEYS = (*OMNIGLOT_KEYS, "grayscale")
 BATCH_KEYS = tuple(k for k in OMNIGLOT_KEYS if k != "queries")
 SEQUENCE_KEYS = ("ways", "shots", "rotations", "mirrors", "augment", "by", "same_alphabet", "image_size")
 SINUSOID_KEYS = ("shots", "queries", "val_shots")
+METRIC_RUN = dict(steps=2000, lr_decay_every=1000)
 MEMORY_RUN = dict(tasks_per_step=64, steps=100000, lr=1e-3, lr_decay=0.5, lr_decay_every=1000000, grad_clip=10.0,
                   val_every=100, val_episodes=200, save_every=100)
 MEMORY_TASK = dict(ways=5, shots=10, rotations=True, augment=False, image_size=28)
@@ -199,143 +213,167 @@ SINUSOID_RUN = dict(tasks_per_step=25, steps=70000, lr=1e-3, lr_decay_every=1_00
 SINUSOID_TASK = dict(shots=10, queries=10, rotations=False, val_shots=5)
 MAML_RUN = dict(tasks_per_step=8, steps=20000, lr=1e-3, lr_decay_every=100000, val_every=250, val_episodes=200)
 MAML_TASK = dict(ways=5, shots=1, queries=5, rotations=True)
+ZERO_HEAD = "start every task from a zero head (the zeroing trick of Kao et al. 2022)"
+#: MAML's options, common to its Conv-4 and sinusoid recipes
+MAML_OPTIONS = {
+    "first_order": own(MAML, "first_order", "first-order approximation (drop the Hessian terms)"),
+    "first_order_warmup": own(MAML, "first_order_warmup", "train this many meta-steps first-order, then second-order"),
+    "meta_sgd": own(MAML, "meta_sgd", "learn one inner learning rate per parameter (Meta-SGD)"),
+    "anil": own(MAML, "anil", "adapt only the head in the inner loop (ANIL)"),
+}
 MAML_FLAGS = {
-    "hidden": HIDDEN, "norm": Flag(str, "batch", "Conv-4 normalisation (running statistics cannot be adapted)",
-                                   ("batch", "none")),
-    "inner_lr": Flag(float, 0.4, "inner-loop learning rate (alpha)"),
-    "inner_steps": Flag(int, 1, "inner gradient steps per task in training"),
-    "test_steps": Flag(int, 3, "inner gradient steps on the support set at test time"),
-    "first_order": Flag(bool, False, "first-order approximation (drop the Hessian terms)"),
-    "first_order_warmup": Flag(int, 0, "train this many meta-steps first-order, then second-order"),
-    "meta_sgd": Flag(bool, False, "learn one inner learning rate per parameter (Meta-SGD)"),
-    "anil": Flag(bool, False, "adapt only the head in the inner loop (ANIL)"),
-    "zero_head": Flag(bool, False, "start every task from a zero head (the zeroing trick of Kao et al. 2022)"),
+    "hidden": HIDDEN, "norm": ADAPTABLE_NORM,
+    "inner_lr": own(MAML, "inner_lr", "inner-loop learning rate (alpha)"),
+    "inner_steps": own(MAML, "inner_steps", "inner gradient steps per task in training"),
+    "test_steps": own(MAML, "test_steps", "inner gradient steps on the support set at test time"),
+    **MAML_OPTIONS,
+    # the recipe's own: the shipped maml-omniglot trained without it (MAML's default, None, decides by the head)
+    "zero_head": Flag(bool, False, ZERO_HEAD),
     "batching": BATCHING,
 }
-REPTILE_FLAGS = {"hidden": HIDDEN, "norm": MAML_FLAGS["norm"],
-                 "inner_lr": Flag(float, 0.1, "inner-loop learning rate"),
-                 "inner_steps": Flag(int, 5, "SGD steps per task (k)"),
-                 "test_steps": Flag(int, 10, "SGD steps on the support set at test time"), "batching": BATCHING}
+REPTILE_FLAGS = {"hidden": HIDDEN, "norm": ADAPTABLE_NORM,
+                 "inner_lr": own(Reptile, "inner_lr", "inner-loop learning rate"),
+                 "inner_steps": own(Reptile, "inner_steps", "SGD steps per task (k)"),
+                 "test_steps": own(Reptile, "test_steps", "SGD steps on the support set at test time"),
+                 "batching": BATCHING}
+#: the sinusoid recipes' own learning rate and test steps: the MAML paper's regression settings
 SINUSOID_FLAGS = {"hidden": Flag(int, 40, "hidden units per layer"), "layers": Flag(int, 2, "hidden layers"),
                   "inner_lr": Flag(float, 0.01, "inner-loop learning rate (alpha)"),
-                  "inner_steps": Flag(int, 1, "inner gradient steps per task in training"),
+                  "inner_steps": own(MAML, "inner_steps", "inner gradient steps per task in training"),
                   "test_steps": Flag(int, 10, "gradient steps on the support points at test time"),
-                  "first_order": MAML_FLAGS["first_order"], "first_order_warmup": MAML_FLAGS["first_order_warmup"],
-                  "meta_sgd": MAML_FLAGS["meta_sgd"], "anil": MAML_FLAGS["anil"], "batching": BATCHING}
+                  **MAML_OPTIONS, "batching": BATCHING}
 SEQUENCE_FLAGS = {
     "encoder": Flag(str, "pixels", "the controller sees raw pixels, a Conv-4 trained with it, or the frozen backbone "
                     "of pretrained-omniglot", ENCODERS),
-    "hidden": Flag(int, 200, "LSTM units"),
-    "normalize_features": Flag(bool, False, "give the controller each drawing's features at one length"),
+    "hidden": own(LSTMOneShot, "hidden", "LSTM units"),
+    "normalize_features": own(LSTMOneShot, "normalize_features",
+                              "give the controller each drawing's features at one length"),
 }
 MANN_FLAGS = {**SEQUENCE_FLAGS,
-              "memory_size": Flag(int, 128, "memory slots (N)"), "memory_width": Flag(int, 40, "slot width (M)"),
-              "read_heads": Flag(int, 4, "read heads (each also writes its key)"),
-              "write_first": Flag(bool, True, "write, then read within a step, as in the paper"),
-              "keys_see_input": Flag(bool, False, "the heads' keys and gates also see the step's input")}
-
-
+              "memory_size": own(MANN, "memory_size", "memory slots (N)"),
+              "memory_width": own(MANN, "memory_width", "slot width (M)"),
+              "read_heads": own(MANN, "read_heads", "read heads (each also writes its key)"),
+              "write_first": own(MANN, "write_first", "write, then read within a step, as in the paper"),
+              "keys_see_input": own(MANN, "keys_see_input", "the heads' keys and gates also see the step's input")}
 META_LSTM_FLAGS = {
-    "hidden": HIDDEN, "norm": MAML_FLAGS["norm"],
-    "lstm_hidden": Flag(int, 20, "units of the meta-learner's first LSTM layer (reads the gradient and loss)"),
-    "inner_steps": Flag(int, 5, "learned updates on the support set in training"),
+    "hidden": HIDDEN, "norm": ADAPTABLE_NORM,
+    "lstm_hidden": own(MetaLSTM, "lstm_hidden",
+                       "units of the meta-learner's first LSTM layer (reads the gradient and loss)"),
+    "inner_steps": own(MetaLSTM, "inner_steps", "learned updates on the support set in training"),
+    # the recipe's own (MetaLSTM's default, None, follows inner_steps)
     "test_steps": Flag(int, 5, "learned updates on the support set at test time"),
-    "zero_head": Flag(bool, False, "start every task from a zero head (the zeroing trick of Kao et al. 2022)"),
+    "zero_head": own(MetaLSTM, "zero_head", ZERO_HEAD),
 }
+NTM_FLAGS = {"hidden": own(NTMCopy, "hidden", "controller units"),
+             "memory_size": own(NTMCopy, "memory_size", "memory slots (N)"),
+             "memory_width": own(NTMCopy, "memory_width", "slot width (M)"),
+             "shift_range": own(NTMCopy, "shift_range", "largest location shift"),
+             "controller": own(NTMCopy, "controller", "controller network", ("lstm", "feedforward"))}
 
 
-def _maml(args: dict[str, Any], s: TaskSettings) -> MAML:
-    net = _conv(args, s, out_features=s.ways)
-    rest = {k: v for k, v in args.items() if k not in ("hidden", "norm")}
-    return MAML(net, ways=s.ways, **rest)
+def _without(args: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {k: v for k, v in args.items() if k not in names}
 
 
-def _reptile(args: dict[str, Any], s: TaskSettings) -> Reptile:
-    net = _conv(args, s, out_features=s.ways)
-    rest = {k: v for k, v in args.items() if k not in ("hidden", "norm")}
-    return Reptile(net, ways=s.ways, **rest)
+def on_conv4(cls: type[EpisodicMethod], head: bool) -> Callable[[dict[str, Any], TaskSettings], EpisodicMethod]:
+    """The builder of ``cls`` on a Conv-4 (flags ``hidden`` and ``norm``; the others go to ``cls`` by name):
+    with ``head``, a classifier with one output per class of the tasks (``ways``), else an embedding."""
+
+    def build(args: dict[str, Any], s: TaskSettings) -> EpisodicMethod:
+        rest = _without(args, "hidden", "norm")
+        if head:
+            return cls(_conv(args, s, out_features=s.ways), ways=s.ways, **rest)
+        return cls(_conv(args, s), **rest)
+
+    return build
 
 
-def _meta_lstm(args: dict[str, Any], s: TaskSettings) -> MetaLSTM:
-    net = _conv(args, s, out_features=s.ways)
-    rest = {k: v for k, v in args.items() if k not in ("hidden", "norm")}
-    return MetaLSTM(net, ways=s.ways, **rest)
+def on_sinusoid_mlp(cls: type[EpisodicMethod]) -> Callable[[dict[str, Any], TaskSettings], EpisodicMethod]:
+    """The builder of ``cls`` on the sinusoid MLP (flags ``hidden`` and ``layers``) with the squared error."""
+
+    def build(args: dict[str, Any], s: TaskSettings) -> EpisodicMethod:
+        net = MLP(1, (args["hidden"],) * args["layers"], 1)
+        return cls(net, loss="mse", **_without(args, "hidden", "layers"))
+
+    return build
 
 
-def _sinusoid_net(args: dict[str, Any]) -> MLP:
-    return MLP(1, (args["hidden"],) * args["layers"], 1)
+def on_sequences(cls: type[EpisodicMethod]) -> Callable[[dict[str, Any], TaskSettings], EpisodicMethod]:
+    """The builder of a sequence classifier ``cls`` (MANN, its LSTM baseline) on the ``--encoder`` it asks for."""
+
+    def build(args: dict[str, Any], s: TaskSettings) -> EpisodicMethod:
+        encoder, freeze = sequence_encoder(args["encoder"], s.image_size)
+        return cls(encoder, classes=s.ways, image_size=s.image_size, freeze_encoder=freeze,
+                   **_without(args, "encoder"))
+
+    return build
 
 
-def _sequence(cls: type, args: dict[str, Any], s: TaskSettings) -> EpisodicMethod:
-    encoder, freeze = sequence_encoder(args["encoder"], s.image_size)
-    rest = {k: v for k, v in args.items() if k != "encoder"}
-    return cls(encoder, classes=s.ways, image_size=s.image_size, freeze_encoder=freeze, **rest)
+def _pretrained(args: dict[str, Any], s: TaskSettings) -> Pretrained:
+    return Pretrained(Conv4(1, args["hidden"], args["norm"]), classes=_count_classes(s), head=args["head"],
+                      image_size=s.image_size)
 
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
-    Recipe("protonet", "Prototypical Networks on Conv-4", ProtoNet,
-           {"hidden": HIDDEN, "norm": NORM, "distance": DISTANCE},
-           lambda a, s: ProtoNet(_conv(a, s), a["distance"]), _episodes, EPISODE_TASK, FOLDER_KEYS,
-           dict(steps=2000, lr_decay_every=1000), dict(ways=20, shots=5, queries=5), folder=True),
-    Recipe("siamese", "Siamese network (contrastive loss over every pair) on Conv-4", SiameseNet,
-           {"hidden": HIDDEN, "norm": NORM, "distance": DISTANCE, "margin": Flag(float, 1.0, "loss margin"),
-            "classify": CLASSIFY},
-           lambda a, s: SiameseNet(_conv(a, s), a["distance"], a["margin"], classify=a["classify"]), _pairs,
-           ("ways", "shots", "augment"), BATCH_KEYS + ("grayscale",), dict(steps=2000, lr_decay_every=1000),
-           dict(ways=20, shots=5, queries=0), folder=True),
-    Recipe("triplet", "Triplet network with in-batch mining on Conv-4", TripletNet,
-           {"hidden": HIDDEN, "norm": NORM, "distance": DISTANCE, "margin": Flag(float, 1.0, "loss margin"),
-            "mining": Flag(str, "batch_hard", "how triplets are mined in a batch", ("batch_hard", "semi_hard", "all")),
-            "classify": CLASSIFY},
-           lambda a, s: TripletNet(_conv(a, s), a["distance"], a["margin"], a["mining"], a["classify"]), _pairs,
-           ("ways", "shots", "augment"), BATCH_KEYS + ("grayscale",), dict(steps=2000, lr_decay_every=1000),
-           dict(ways=20, shots=5, queries=0), folder=True),
-    Recipe("pretrained", "transfer baseline: Conv-4 pretrained on all meta-train classes at once", Pretrained,
-           {"hidden": HIDDEN, "norm": Flag(str, "running", NORM.help, NORM.choices),
-            "head": Flag(str, "linear", "linear (Baseline) or cosine (Baseline++) pretraining head",
-                         ("linear", "cosine"))},
-           lambda a, s: Pretrained(Conv4(1, a["hidden"], a["norm"]), _count_classes(s), a["head"],
-                                   image_size=s.image_size),
-           _class_batches, ("ways", "shots", "augment"), BATCH_KEYS,
-           dict(steps=3000, lr=1e-3, lr_decay_every=1000, val_every=250, val_episodes=200, save_every=250),
-           dict(ways=64, shots=2, rotations=True, augment=True, val_ways=5, val_shots=1)),
-    Recipe("maml", "MAML (and first-order, Meta-SGD, ANIL) on a Conv-4 classifier", MAML, MAML_FLAGS, _maml,
-           _episodes, EPISODE_TASK, FOLDER_KEYS, MAML_RUN, MAML_TASK, folder=True, init_body=True),
-    Recipe("reptile", "Reptile on a Conv-4 classifier", Reptile, REPTILE_FLAGS, _reptile, _episodes, EPISODE_TASK,
-           FOLDER_KEYS,
-           dict(MAML_RUN, tasks_per_step=5), dict(MAML_TASK, queries=5), folder=True, init_body=True),
-    Recipe("meta_lstm", "Meta-LSTM (Ravi & Larochelle 2017): a learned LSTM optimiser trains a Conv-4 classifier",
-           MetaLSTM, META_LSTM_FLAGS, _meta_lstm, _episodes, EPISODE_TASK, FOLDER_KEYS,
-           dict(MAML_RUN, tasks_per_step=4), MAML_TASK, folder=True, init_body=True),
-    Recipe("maml_regressor", "MAML on sinusoid regression (the paper's 40-40 MLP)", MAML, SINUSOID_FLAGS,
-           lambda a, s: MAML(_sinusoid_net(a), loss="mse", **{k: v for k, v in a.items()
-                                                               if k not in ("hidden", "layers")}),
-           _sinusoids, ("shots", "queries"), SINUSOID_KEYS, SINUSOID_RUN, SINUSOID_TASK, report=sinusoid_report),
-    Recipe("reptile_regressor", "Reptile on sinusoid regression", Reptile,
-           {**{k: SINUSOID_FLAGS[k] for k in ("hidden", "layers", "inner_lr", "test_steps", "batching")},
-            "inner_steps": Flag(int, 5, "SGD steps per task (k)")},
-           lambda a, s: Reptile(_sinusoid_net(a), loss="mse", **{k: v for k, v in a.items()
-                                                                  if k not in ("hidden", "layers")}),
-           _sinusoids, ("shots", "queries"), SINUSOID_KEYS, SINUSOID_RUN, SINUSOID_TASK, report=sinusoid_report),
-    Recipe("ntm_copy", "Neural Turing Machine on the copy task", NTMCopy,
-           {"hidden": Flag(int, 100, "controller units"), "memory_size": Flag(int, 128, "memory slots (N)"),
-            "memory_width": Flag(int, 20, "slot width (M)"), "shift_range": Flag(int, 1, "largest location shift"),
-            "controller": Flag(str, "lstm", "controller network", ("lstm", "feedforward"))},
-           lambda a, s: NTMCopy(**a), _copies, ("max_length",), ("max_length",),
-           dict(tasks_per_step=32, steps=20000, lr_decay_every=100000, grad_clip=10.0, val_every=250,
-                val_episodes=64, save_every=250), dict(rotations=False), report=copy_report),
-    Recipe("mann", "memory-augmented network (Santoro et al. 2016) on one-shot Omniglot sequences", MANN, MANN_FLAGS,
-           lambda a, s: _sequence(MANN, a, s), _sequences, ("ways", "shots", "augment"), SEQUENCE_KEYS, MEMORY_RUN,
-           MEMORY_TASK, report=presentation_report, compile=True),
-    Recipe("lstm_oneshot", "the MANN's LSTM-only baseline on the same sequences", LSTMOneShot, SEQUENCE_FLAGS,
-           lambda a, s: _sequence(LSTMOneShot, a, s), _sequences, ("ways", "shots", "augment"), SEQUENCE_KEYS,
-           MEMORY_RUN, MEMORY_TASK, report=presentation_report),
+    Recipe(name="protonet", summary="Prototypical Networks on Conv-4", method=ProtoNet,
+           model_flags={"hidden": HIDDEN, "norm": NORM, "distance": DISTANCE},
+           build=on_conv4(ProtoNet, head=False), source=_episodes, task_flags=EPISODE_TASK, task_keys=FOLDER_KEYS,
+           run_defaults=METRIC_RUN, task_defaults=dict(ways=20, shots=5, queries=5), folder=True),
+    Recipe(name="siamese", summary="Siamese network (contrastive loss over every pair) on Conv-4", method=SiameseNet,
+           model_flags={"hidden": HIDDEN, "norm": NORM, "distance": DISTANCE, "margin": MARGIN, "classify": CLASSIFY},
+           build=on_conv4(SiameseNet, head=False), source=_pairs, task_flags=PAIR_TASK,
+           task_keys=(*BATCH_KEYS, "grayscale"), run_defaults=METRIC_RUN,
+           task_defaults=dict(ways=20, shots=5, queries=0), folder=True),
+    Recipe(name="triplet", summary="Triplet network with in-batch mining on Conv-4", method=TripletNet,
+           model_flags={"hidden": HIDDEN, "norm": NORM, "distance": DISTANCE, "margin": MARGIN,
+                        "mining": own(TripletNet, "mining", "how triplets are mined in a batch",
+                                      ("batch_hard", "semi_hard", "all")),
+                        "classify": CLASSIFY},
+           build=on_conv4(TripletNet, head=False), source=_pairs, task_flags=PAIR_TASK,
+           task_keys=(*BATCH_KEYS, "grayscale"), run_defaults=METRIC_RUN,
+           task_defaults=dict(ways=20, shots=5, queries=0), folder=True),
+    Recipe(name="pretrained", summary="transfer baseline: Conv-4 pretrained on all meta-train classes at once",
+           method=Pretrained,
+           model_flags={"hidden": HIDDEN, "norm": Flag(str, "running", NORM.help, NORM.choices),
+                        "head": own(Pretrained, "head", "linear (Baseline) or cosine (Baseline++) pretraining head",
+                                    ("linear", "cosine"))},
+           build=_pretrained, source=_class_batches, task_flags=PAIR_TASK, task_keys=BATCH_KEYS,
+           run_defaults=dict(steps=3000, lr=1e-3, lr_decay_every=1000, val_every=250, val_episodes=200,
+                             save_every=250),
+           task_defaults=dict(ways=64, shots=2, rotations=True, augment=True, val_ways=5, val_shots=1)),
+    Recipe(name="maml", summary="MAML (and first-order, Meta-SGD, ANIL) on a Conv-4 classifier", method=MAML,
+           model_flags=MAML_FLAGS, build=on_conv4(MAML, head=True), source=_episodes, task_flags=EPISODE_TASK,
+           task_keys=FOLDER_KEYS, run_defaults=MAML_RUN, task_defaults=MAML_TASK, folder=True, init_body=True),
+    Recipe(name="reptile", summary="Reptile on a Conv-4 classifier", method=Reptile, model_flags=REPTILE_FLAGS,
+           build=on_conv4(Reptile, head=True), source=_episodes, task_flags=EPISODE_TASK, task_keys=FOLDER_KEYS,
+           run_defaults=dict(MAML_RUN, tasks_per_step=5), task_defaults=MAML_TASK, folder=True, init_body=True),
+    Recipe(name="meta_lstm",
+           summary="Meta-LSTM (Ravi & Larochelle 2017): a learned LSTM optimiser trains a Conv-4 classifier",
+           method=MetaLSTM, model_flags=META_LSTM_FLAGS, build=on_conv4(MetaLSTM, head=True), source=_episodes,
+           task_flags=EPISODE_TASK, task_keys=FOLDER_KEYS, run_defaults=dict(MAML_RUN, tasks_per_step=4),
+           task_defaults=MAML_TASK, folder=True, init_body=True),
+    Recipe(name="maml_regressor", summary="MAML on sinusoid regression (the paper's 40-40 MLP)", method=MAML,
+           model_flags=SINUSOID_FLAGS, build=on_sinusoid_mlp(MAML), source=_sinusoids,
+           task_flags=("shots", "queries"), task_keys=SINUSOID_KEYS, run_defaults=SINUSOID_RUN,
+           task_defaults=SINUSOID_TASK, report=sinusoid_report),
+    Recipe(name="reptile_regressor", summary="Reptile on sinusoid regression", method=Reptile,
+           model_flags={**{k: SINUSOID_FLAGS[k] for k in ("hidden", "layers", "inner_lr", "test_steps", "batching")},
+                        "inner_steps": REPTILE_FLAGS["inner_steps"]},
+           build=on_sinusoid_mlp(Reptile), source=_sinusoids, task_flags=("shots", "queries"),
+           task_keys=SINUSOID_KEYS, run_defaults=SINUSOID_RUN, task_defaults=SINUSOID_TASK, report=sinusoid_report),
+    Recipe(name="ntm_copy", summary="Neural Turing Machine on the copy task", method=NTMCopy, model_flags=NTM_FLAGS,
+           build=lambda a, s: NTMCopy(**a), source=_copies, task_flags=("max_length",), task_keys=("max_length",),
+           run_defaults=dict(tasks_per_step=32, steps=20000, lr_decay_every=100000, grad_clip=10.0, val_every=250,
+                             val_episodes=64, save_every=250),
+           task_defaults=dict(rotations=False), report=copy_report),
+    Recipe(name="mann", summary="memory-augmented network (Santoro et al. 2016) on one-shot Omniglot sequences",
+           method=MANN, model_flags=MANN_FLAGS, build=on_sequences(MANN), source=_sequences,
+           task_flags=PAIR_TASK, task_keys=SEQUENCE_KEYS, run_defaults=MEMORY_RUN, task_defaults=MEMORY_TASK,
+           report=presentation_report, compile=True),
+    Recipe(name="lstm_oneshot", summary="the MANN's LSTM-only baseline on the same sequences", method=LSTMOneShot,
+           model_flags=SEQUENCE_FLAGS, build=on_sequences(LSTMOneShot), source=_sequences, task_flags=PAIR_TASK,
+           task_keys=SEQUENCE_KEYS, run_defaults=MEMORY_RUN, task_defaults=MEMORY_TASK, report=presentation_report),
 )}
-
-#: the recipe that trained a checkpoint of a method when the file names none
-DEFAULT_RECIPE = {"protonet": "protonet", "siamese": "siamese", "triplet": "triplet", "pretrained": "pretrained",
-                  "maml": "maml", "reptile": "reptile", "ntm_copy": "ntm_copy", "mann": "mann",
-                  "lstm_oneshot": "lstm_oneshot", "meta_lstm": "meta_lstm"}
 
 
 def get_recipe(name: str) -> Recipe:
@@ -347,7 +385,7 @@ def get_recipe(name: str) -> Recipe:
 
 def recipe_of(method: EpisodicMethod) -> Recipe | None:
     """The recipe a loaded method was trained by (its checkpoint's ``recipe``), if the course has one."""
-    name = getattr(method, "recipe", None) or DEFAULT_RECIPE.get(method.name)
+    name = getattr(method, "recipe", None) or method.name  # a method's own recipe bears its name
     if name == "maml" and not getattr(method, "classifier", True):
         name = "maml_regressor"
     return RECIPES.get(name)

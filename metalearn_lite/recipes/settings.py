@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..validation import non_negative_int, positive_int, probability
+
 BY = ("alphabet", "character")
 
 
@@ -35,16 +37,11 @@ class TaskSettings:
 
     def __post_init__(self) -> None:
         for name in ("ways", "shots", "image_size", "val_ways", "val_shots", "max_length"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int; got {v!r}")
-        if isinstance(self.queries, bool) or not isinstance(self.queries, int) or self.queries < 0:
-            raise ValueError(f"queries must be an int >= 0; got {self.queries!r}")
+            positive_int(name, getattr(self, name))
+        non_negative_int("queries", self.queries)
         if self.by not in BY:
             raise ValueError(f"by must be one of {list(BY)}; got {self.by!r}")
-        v = self.same_alphabet
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
-            raise ValueError(f"same_alphabet is a fraction of the training episodes: a number in [0, 1]; got {v!r}")
+        probability("same_alphabet", self.same_alphabet, "a fraction of the training episodes")
         if not 0 < self.val_classes < 1:
             raise ValueError(f"val_classes is the share of the folder's classes kept for validation, in (0, 1); "
                              f"got {self.val_classes!r}")
