@@ -9,6 +9,11 @@ On a shared machine torch's own import drifts by a few hundred ms between proces
 package adds; so each package process also imports torch first and times the two statements apart,
 and the last line gives the median of that in-process split (the steadier number).
 
+Bytecode: an installed package imports from cached ``.pyc`` files.  Where ``PYTHONDONTWRITEBYTECODE``
+is set (as on some shared machines) every import recompiles the package's sources, which alone
+costs ~75 ms; the child processes therefore run without it, with their bytecode cache in a temporary
+folder (``PYTHONPYCACHEPREFIX``, filled by the warm-up rounds).  ``--as-is`` keeps the environment.
+
     PYTHONPATH=. python benchmarks/import_time.py              # 15 rounds, ~1 minute on 2 CPU cores
     PYTHONPATH=. python benchmarks/import_time.py --rounds 31
 """
@@ -16,17 +21,22 @@ and the last line gives the median of that in-process split (the steadier number
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 
 PROBE = "import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
 SPLIT = ("import time; t0 = time.perf_counter(); import torch; t1 = time.perf_counter(); import metalearn_lite; "
          "t2 = time.perf_counter(); print(t2 - t0, t2 - t1)")
 
 
+ENV = dict(os.environ)
+
+
 def run_probe(code: str) -> list[float]:
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=ENV).stdout
     return [float(v) for v in out.strip().splitlines()[-1].split()]
 
 
@@ -42,7 +52,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15, help="fresh processes per module (default 15)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first (page cache)")
+    parser.add_argument("--as-is", action="store_true", help="keep PYTHONDONTWRITEBYTECODE and the usual cache")
     args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as cache:
+        if not args.as_is:
+            ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+            ENV["PYTHONPYCACHEPREFIX"] = cache
+        measure(args)
+
+
+def measure(args: argparse.Namespace) -> None:
     modules = ["torch", "metalearn_lite"]
     for _ in range(args.warmup):
         for m in modules:
@@ -57,7 +76,8 @@ def main() -> None:
         diffs.append(got["metalearn_lite"][0] - got["torch"][0])
         after_torch.append(got["metalearn_lite"][1])
     med = {m: statistics.median(v) for m, v in times.items()}
-    print(f"fresh interpreters, {args.rounds} interleaved rounds, medians:")
+    cache = "no bytecode cache" if "PYTHONDONTWRITEBYTECODE" in ENV else "bytecode cached"
+    print(f"fresh interpreters ({cache}), {args.rounds} interleaved rounds, medians:")
     print(f"  import torch           {1e3 * med['torch']:8.0f} ms")
     print(f"  import metalearn_lite  {1e3 * med['metalearn_lite']:8.0f} ms")
     print(f"  difference             {1e3 * (med['metalearn_lite'] - med['torch']):8.0f} ms"
