@@ -7,7 +7,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
-from scipy import stats
 from torch.utils.data import DataLoader, Dataset
 
 from ._malloc import tune_for_training
@@ -32,6 +31,8 @@ def mean_ci(values: torch.Tensor | list[float], confidence: float = 0.95) -> tup
     mean = float(v.mean())
     if n == 1:
         return mean, math.inf
+    from scipy import stats  # lazy: scipy costs ~0.8 s at import, and only this line needs it
+
     t = float(stats.t.ppf((1.0 + confidence) / 2.0, n - 1))
     return mean, t * float(v.std(unbiased=True)) / math.sqrt(n)
 
