@@ -21,10 +21,13 @@ from ..algorithms import (
     MANN,
     EpisodicMethod,
     LSTMOneShot,
+    MatchingNet,
     MetaLSTM,
     NTMCopy,
     Pretrained,
+    ProtoMAML,
     ProtoNet,
+    RelationNet,
     Reptile,
     SiameseNet,
     TripletNet,
@@ -262,6 +265,16 @@ def _meta_lstm(args: dict[str, Any], s: TaskSettings) -> MetaLSTM:
     return MetaLSTM(net, ways=s.ways, **rest)
 
 
+def _classifier(cls: type[MAML]) -> Callable[[dict[str, Any], TaskSettings], EpisodicMethod]:
+    """A builder of ``cls`` on a Conv-4 classifier with a ``ways``-output head; the other flags are ``cls``'s."""
+
+    def build(args: dict[str, Any], s: TaskSettings) -> EpisodicMethod:
+        rest = {k: v for k, v in args.items() if k not in ("hidden", "norm")}
+        return cls(_conv(args, s, out_features=s.ways), ways=s.ways, **rest)
+
+    return build
+
+
 def _sinusoid_net(args: dict[str, Any]) -> MLP:
     return MLP(1, (args["hidden"],) * args["layers"], 1)
 
@@ -299,6 +312,22 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
            _class_batches, ("ways", "shots", "augment"), BATCH_KEYS,
            dict(steps=3000, lr=1e-3, lr_decay_every=1000, val_every=250, val_episodes=200, save_every=250),
            dict(ways=64, shots=2, rotations=True, augment=True, val_ways=5, val_shots=1)),
+    Recipe("matching", "Matching Networks (cosine attention over the support set) on Conv-4", MatchingNet,
+           {"hidden": HIDDEN, "norm": NORM,
+            "temperature": Flag(float, 0.1, "softmax temperature of the attention (its start when learned)"),
+            "learn_temperature": Flag(bool, True, "learn the temperature with the encoder")},
+           lambda a, s: MatchingNet(_conv(a, s), a["temperature"], a["learn_temperature"]), _episodes,
+           EPISODE_TASK, FOLDER_KEYS, dict(steps=2000, lr_decay_every=1000), dict(ways=20, shots=5, queries=5),
+           folder=True),
+    Recipe("relation", "Relation Networks (a learned relation module on paired Conv-4 feature maps)", RelationNet,
+           {"hidden": HIDDEN, "norm": NORM,
+            "loss": Flag(str, "mse", "regress the relation scores onto one-hot targets (the paper's) or "
+                         "cross-entropy over the classes", ("mse", "cross_entropy"))},
+           lambda a, s: RelationNet(_conv(a, s, pools=2, flatten=False), loss=a["loss"]), _episodes, EPISODE_TASK,
+           FOLDER_KEYS, dict(steps=2000, lr_decay_every=1000), dict(ways=5, shots=1, queries=15), folder=True),
+    Recipe("proto_maml", "Proto-MAML: MAML whose head starts from the support prototypes, on Conv-4", ProtoMAML,
+           {k: f for k, f in MAML_FLAGS.items() if k != "zero_head"}, _classifier(ProtoMAML), _episodes,
+           EPISODE_TASK, FOLDER_KEYS, MAML_RUN, MAML_TASK, folder=True, init_body=True),
     Recipe("maml", "MAML (and first-order, Meta-SGD, ANIL) on a Conv-4 classifier", MAML, MAML_FLAGS, _maml,
            _episodes, EPISODE_TASK, FOLDER_KEYS, MAML_RUN, MAML_TASK, folder=True, init_body=True),
     Recipe("reptile", "Reptile on a Conv-4 classifier", Reptile, REPTILE_FLAGS, _reptile, _episodes, EPISODE_TASK,
@@ -335,7 +364,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
 #: the recipe that trained a checkpoint of a method when the file names none
 DEFAULT_RECIPE = {"protonet": "protonet", "siamese": "siamese", "triplet": "triplet", "pretrained": "pretrained",
                   "maml": "maml", "reptile": "reptile", "ntm_copy": "ntm_copy", "mann": "mann",
-                  "lstm_oneshot": "lstm_oneshot", "meta_lstm": "meta_lstm"}
+                  "lstm_oneshot": "lstm_oneshot", "meta_lstm": "meta_lstm", "matching": "matching",
+                  "relation": "relation", "proto_maml": "proto_maml"}
 
 
 def get_recipe(name: str) -> Recipe:
