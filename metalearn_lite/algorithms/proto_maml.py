@@ -11,12 +11,13 @@ each task's head from the prototypes ``c_k = 1/|S_k| sum_{i: y_i = k} phi(x_i)``
     ``W_k = 2 c_k``,   ``b_k = -||c_k||^2``                                  ``W`` ``(N, F)``, ``b`` ``(N,)``,
 
 (before any step it classifies like ProtoNet on the body's features), then adapts body and head with
-MAML's inner loop.  The meta-gradient flows through the initialisation: ``c_k`` depends on the body's weights,
-so the query loss reaches them both through the adapted weights and through the head's start (in first-order
-mode too; there only the Hessian terms of the inner steps are dropped).  It answers the problem the zeroing
-trick (``MAML(zero_head=True)``) also addresses: a meta-learned head carries a bias for label positions that
-are shuffled in every task.  Like the zeroing trick, the head is built per task, for any number of classes; the
-stored head is never trained.
+MAML's inner loop, whose steps take each weight's partial derivative of the support loss (the head's start is
+held fixed within a step, as any parameter is).  The meta-gradient flows through the initialisation: ``c_k``
+depends on the body's weights, so the query loss reaches them both through the adapted weights and through the
+head's start (in first-order mode too; there only the Hessian terms of the inner steps are dropped).
+It answers the problem the zeroing trick (``MAML(zero_head=True)``) also addresses: a meta-learned head
+carries a bias for label positions that are shuffled in every task.  Like the zeroing trick, the head is built
+per task, for any number of classes; the stored head is never trained.
 
 Everything else is MAML's (inner steps, first order, Meta-SGD, ANIL, batching); only
 :meth:`ProtoMAML.task_start` differs.
@@ -96,4 +97,7 @@ class ProtoMAML(MAML):
         """
         weight, bias = self.head_prefix + "weight", self.head_prefix + "bias"
         c = class_means(self.head_input(params, support_x), support_y, params[weight].shape[0])  # (N, F)
-        return {**params, weight: 2 * c, bias: -(c * c).sum(-1)}
+        # the inner steps take partial derivatives (the head's start held fixed, as for any parameter): they
+        # see aliases of the other weights, through which the start does not run; the meta-gradient still does
+        aliases = {n: p.view_as(p) for n, p in params.items()}
+        return {**aliases, weight: 2 * c, bias: -(c * c).sum(-1)}
