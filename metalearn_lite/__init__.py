@@ -4,7 +4,7 @@ Every method wraps your own network and trains on your own tasks through one tra
 
     import metalearn_lite as ml
 
-    method = ml.ProtoNet(encoder=my_cnn)                  # or ml.MAML(my_net, ways=5), ml.Reptile(...), ...
+    method = ml.ProtoNet(encoder=my_cnn)                  # or ml.MAML(my_net, ways=5), ml.MatchingNet(...), ...
     x, y, names = ml.image_folder("my_images/", size=32)  # one subfolder per class
     tasks = ml.EpisodeSampler(x, y, ways=5, shots=1, queries=5, seed=0)
     result = ml.train(method, tasks, val_tasks=val_sampler, steps=500, out_dir="runs/mine")
@@ -26,10 +26,13 @@ from .algorithms import (
     FineTune,
     LinearProbe,
     LSTMOneShot,
+    MatchingNet,
     MetaLSTM,
     NTMCopy,
     Pretrained,
+    ProtoMAML,
     ProtoNet,
+    RelationNet,
     Reptile,
     SiameseNet,
     TripletNet,
@@ -52,7 +55,7 @@ from .episode_loader import EpisodeBatchSampler, EpisodeCollate, LoaderTasks, ep
 from .episodes import Episode, EpisodeSampler
 from .evaluation import EvalResult, evaluate, mean_ci
 from .fewshot import FewShotClassifier, class_means
-from .models import MLP, BatchStatNorm2d, Conv4
+from .models import MLP, BatchStatNorm2d, Conv4, RelationModule
 from .run_log import RunEvent
 from .training import TrainConfig, TrainResult, train
 
@@ -109,3 +112,4 @@ __all__ = [
     "tune_for_training",
 ]
 __all__ += ["LearnedOptimizer", "MLPProblems", "QuadraticProblems"]
+__all__ += ["MatchingNet", "ProtoMAML", "RelationModule", "RelationNet"]

@@ -82,6 +82,24 @@ def class_means(z: torch.Tensor, targets: torch.Tensor, ways: int) -> torch.Tens
     return sums / onehot.sum(-2).unsqueeze(-1).clamp_min(1.0)
 
 
+def episode_ways(support_y: torch.Tensor, query_y: torch.Tensor) -> int:
+    """``N``, the classes of a training meta-batch labelled ``0..N-1`` in every task (support ``(T, S)``,
+    query ``(T, Q)`` labels, as :class:`~metalearn_lite.EpisodeSampler` draws them); ``ValueError`` saying what
+    to change when they are not such labels or a query's class has no support example."""
+    if support_y.dim() != 2 or query_y.dim() != 2 or support_y.shape[0] != query_y.shape[0]:
+        raise ValueError(f"a meta-batch has labels (tasks, examples): support {tuple(support_y.shape)} and query "
+                         f"{tuple(query_y.shape)} do not fit; for one task use logits() or predict()")
+    if support_y.dtype.is_floating_point or support_y.dtype == torch.bool or query_y.dtype != support_y.dtype:
+        raise ValueError(f"the labels must be integers; got {support_y.dtype} (support) and {query_y.dtype} (query)")
+    if support_y.numel() == 0 or int(support_y.min()) < 0:
+        raise ValueError("every task needs support examples labelled 0..N-1 (EpisodeSampler relabels its tasks so)")
+    ways = int(support_y.max()) + 1
+    if query_y.numel() and (int(query_y.min()) < 0 or int(query_y.max()) >= ways):
+        raise ValueError(f"query labels must be among the support labels 0..{ways - 1}; got "
+                         f"{sorted(set(query_y.unique().tolist()))[:8]}: relabel both sets with the same map")
+    return ways
+
+
 class FewShotMixin:
     """Gives a class with ``logits`` the matching ``predict``."""
 

@@ -1,4 +1,5 @@
-"""The two backbones every lesson uses: Conv-4 for images and an MLP for regression.
+"""The two backbones every lesson uses, Conv-4 for images and an MLP for regression, and the relation
+module of Relation Networks.
 
 Normalisation is a choice, named explicitly, because it changes what "evaluating on a task" means:
 
@@ -83,8 +84,13 @@ class Conv4(nn.Module):
         out_features: add a linear head with this many outputs; ``None`` returns the flattened
             embedding (64 features for 28x28 inputs).
         image_size: input side the linear head is sized for (only used with ``out_features``).
+        pools: how many of the blocks (the first ones) end in the max-pool; Relation Networks keep
+            ``pools=2`` (64 maps of 7x7 for 28x28 inputs).  The others keep an ``nn.Identity`` in its place,
+            so parameter names do not depend on it.
+        flatten: ``False`` returns the feature maps ``(B, hidden, h, w)`` instead of the flattened embedding
+            (no head then).
 
-    Input ``(B, in_channels, H, W)`` float; output ``(B, features)``.
+    Input ``(B, in_channels, H, W)`` float; output ``(B, features)`` (or ``(B, hidden, h, w)``).
     """
 
     def __init__(
@@ -94,45 +100,65 @@ class Conv4(nn.Module):
         norm: str = "batch",
         out_features: int | None = None,
         image_size: int = 28,
+        pools: int = 4,
+        flatten: bool = True,
     ) -> None:
         super().__init__()
+        if isinstance(pools, bool) or not isinstance(pools, int) or not 0 <= pools <= 4:
+            raise ValueError(f"pools is how many of the 4 blocks end in a max-pool: an int in 0..4; got {pools!r}")
+        if not flatten and out_features is not None:
+            raise ValueError("a Conv-4 that returns feature maps (flatten=False) has no linear head: leave "
+                             "out_features=None")
         layers: list[nn.Module] = []
         channels = in_channels
-        for _ in range(4):
+        for block in range(4):
             layers += [
                 nn.Conv2d(channels, hidden, 3, padding=1),
                 _norm_layer(norm, hidden),
                 nn.ReLU(),
-                nn.MaxPool2d(2),
+                nn.MaxPool2d(2) if block < pools else nn.Identity(),
             ]
             channels = hidden
         self.in_channels, self.hidden, self.norm = in_channels, hidden, norm
+        self.pools, self.flatten = pools, flatten
         self.features = nn.Sequential(*layers)
         self.head = None if out_features is None else nn.Linear(self.embedding_dim(image_size), out_features)
         self.out_features, self.image_size = out_features, image_size
 
     def spec(self) -> dict[str, Any]:
         """The constructor arguments that rebuild this network (:func:`build_model`)."""
-        return {"name": "conv4", "in_channels": self.in_channels, "hidden": self.hidden, "norm": self.norm,
+        spec = {"name": "conv4", "in_channels": self.in_channels, "hidden": self.hidden, "norm": self.norm,
                 "out_features": self.out_features, "image_size": self.image_size}
+        if (self.pools, self.flatten) != (4, True):  # only when set: the specs of earlier files stay the same
+            spec.update(pools=self.pools, flatten=self.flatten)
+        return spec
 
     def embedding_dim(self, image_size: int = 28) -> int:
         """Length of the flattened embedding for ``image_size`` x ``image_size`` inputs."""
         side = image_size
-        for _ in range(4):
+        for _ in range(self.pools):
             side //= 2
         if side < 1:
-            raise ValueError(f"images of side {image_size} are too small for 4 poolings; use >= 16 pixels")
+            raise ValueError(f"images of side {image_size} are too small for {self.pools} poolings; use >= "
+                             f"{2 ** self.pools} pixels")
         return self.hidden * side * side
+
+    def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` -> ``(B, hidden, H / 2^pools, W / 2^pools)``."""
+        check_images(x, self.in_channels)
+        least = 2 ** self.pools
+        if min(x.shape[-2:]) < least:
+            raise ValueError(f"images must be at least {least}x{least} for Conv-4's {self.pools} poolings; got "
+                             f"{tuple(x.shape[-2:])}")
+        return self.features(x)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` -> ``(B, embedding_dim)``."""
-        check_images(x, self.in_channels)
-        if min(x.shape[-2:]) < 16:
-            raise ValueError(f"images must be at least 16x16 for Conv-4's 4 poolings; got {tuple(x.shape[-2:])}")
-        return self.features(x).flatten(1)
+        return self.feature_maps(x).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.flatten:
+            return self.feature_maps(x)
         z = self.embed(x)
         return z if self.head is None else self.head(z)
 
@@ -165,7 +191,52 @@ class MLP(nn.Module):
         return self.net(x)
 
 
-MODELS: dict[str, type[nn.Module]] = {"conv4": Conv4, "mlp": MLP}
+class RelationModule(nn.Module):
+    """The relation module of Relation Networks (Sung et al. 2018): one score per pair of feature maps.
+
+    Two blocks of [3x3 conv with ``hidden`` filters, norm, ReLU, 2x2 max-pool], a max over what is left of the
+    map, then ``Linear(hidden, fc) - ReLU - Linear(fc, 1)``.  On Omniglot's 7x7 maps (Conv-4 with ``pools=2``)
+    the poolings leave 1x1, as in the paper; a pooling is skipped once the map is 1x1, and the final max makes
+    any map size work.  The paper's last layer is a sigmoid; this module returns the raw score and
+    :class:`~metalearn_lite.algorithms.RelationNet` applies the sigmoid (or a softmax, for cross-entropy).
+
+    Args:
+        in_channels: channels of a pair (twice the encoder's).  hidden: filters per block.  fc: hidden units.
+        norm: ``"batch"``, ``"running"`` or ``"none"``, as for :class:`Conv4`.
+
+    Input ``(P, in_channels, H, W)``: ``P`` pairs; output ``(P,)`` raw scores.
+    """
+
+    def __init__(self, in_channels: int, hidden: int = 64, fc: int = 8, norm: str = "batch") -> None:
+        super().__init__()
+        for name, v in (("in_channels", in_channels), ("hidden", hidden), ("fc", fc)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int; got {v!r}")
+        self.in_channels, self.hidden, self.fc, self.norm = in_channels, hidden, fc, norm
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c, hidden, 3, padding=1), _norm_layer(norm, hidden), nn.ReLU())
+            for c in (in_channels, hidden)
+        )
+        self.scores = nn.Sequential(nn.Linear(hidden, fc), nn.ReLU(), nn.Linear(fc, 1))
+
+    def spec(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this network (:func:`build_model`)."""
+        return {"name": "relation", "in_channels": self.in_channels, "hidden": self.hidden, "fc": self.fc,
+                "norm": self.norm}
+
+    def forward(self, pairs: torch.Tensor) -> torch.Tensor:
+        if pairs.dim() != 4 or pairs.shape[1] != self.in_channels:
+            raise ValueError(f"the relation module takes pairs of feature maps (P, {self.in_channels}, H, W); got "
+                             f"{tuple(pairs.shape)}: build it with in_channels = twice the encoder's channels")
+        x = pairs
+        for block in self.blocks:
+            x = block(x)
+            if min(x.shape[-2:]) >= 2:
+                x = torch.nn.functional.max_pool2d(x, 2)
+        return self.scores(x.amax(dim=(-2, -1))).squeeze(-1)
+
+
+MODELS: dict[str, type[nn.Module]] = {"conv4": Conv4, "mlp": MLP, "relation": RelationModule}
 
 
 def model_spec(module: nn.Module | None) -> dict[str, Any] | None:

@@ -76,3 +76,13 @@ def check_fails(check, fn, *words: str) -> str:
     for word in words:
         assert word in message, f"{word!r} not in: {message}"
     return message
+
+
+@pytest.fixture(scope="session")
+def easy_images() -> tuple[torch.Tensor, torch.Tensor]:
+    """An easy synthetic image set for short training tests: 16 classes x 10 noisy copies of a random 1x16x16
+    template each, ``(x (160, 1, 16, 16), y (160,))``; train on classes 0..11, test on 12..15."""
+    g = torch.Generator().manual_seed(0)
+    templates = torch.rand(16, 1, 1, 16, 16, generator=g)
+    x = (templates + 0.35 * torch.randn(16, 10, 1, 16, 16, generator=g)).flatten(0, 1)
+    return x, torch.arange(16).repeat_interleave(10)

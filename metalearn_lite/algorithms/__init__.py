@@ -7,16 +7,19 @@ from .base import EpisodicMethod
 from .learned_optimizer import LearnedOptimizer, hand_designed, meta_train, optimize, tune_learning_rate
 from .maml import MAML, AdaptedModel
 from .mann import MANN, LSTMOneShot
+from .matching import MatchingNet
 from .meta_lstm import MetaLSTM
 from .ntm import NTMCopy
+from .proto_maml import ProtoMAML
 from .protonet import ProtoNet
+from .relation import RelationNet
 from .reptile import Reptile
 from .siamese import SiameseNet, TripletNet
 from .transfer import BaselinePlusPlus, FineTune, LinearProbe, Pretrained
 
 METHODS: dict[str, type[EpisodicMethod]] = {
     cls.name: cls for cls in (ProtoNet, SiameseNet, TripletNet, Pretrained, MAML, Reptile, NTMCopy, MANN, LSTMOneShot,
-                              MetaLSTM)
+                              MetaLSTM, MatchingNet, RelationNet, ProtoMAML)
 }
 
 
@@ -30,4 +33,5 @@ def build_method(name: str, **config) -> EpisodicMethod:
 __all__ = ["METHODS", "MAML", "MANN", "AdaptedModel", "BaselinePlusPlus", "EpisodicMethod", "FineTune",
            "LSTMOneShot", "LinearProbe", "NTMCopy", "Pretrained", "ProtoNet", "Reptile", "SiameseNet", "TripletNet",
            "build_method", "MetaLSTM"]
+__all__ += ["MatchingNet", "ProtoMAML", "RelationNet"]
 __all__ += ["LearnedOptimizer", "hand_designed", "meta_train", "optimize", "tune_learning_rate"]

@@ -36,6 +36,9 @@ from torch.func import functional_call
 
 Params = dict[str, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: ``start(params, support_x, support_y) -> params``: one task's starting weights from the shared ones and its
+#: support set (Proto-MAML's head from the support prototypes); ``None``: every task starts from ``params``
+StartFn = Callable[[Params, torch.Tensor, torch.Tensor], Params]
 Rate = float | dict[str, torch.Tensor]
 
 BATCHING = ("vmap", "loop")
@@ -156,18 +159,21 @@ def task_outputs(
     first_order: bool = False,
     trainable: Iterable[str] | None = None,
     batching: str = "loop",
+    start: StartFn | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Adapt on each task's support set and score its queries, for a meta-batch.
 
     Shapes: support ``(T, S, ...)``, query ``(T, Q, ...)``.  Returns the query losses ``(T,)``,
     the query outputs ``(T, Q, ...)`` and the inner support losses ``(T, steps)``.  The query losses
-    are differentiable with respect to ``params`` (and ``lr`` tensors) through the inner loop.
+    are differentiable with respect to ``params`` (and ``lr`` tensors) through the inner loop
+    (and through ``start``, which builds each task's starting weights: :data:`StartFn`).
     """
     check_batching(net, batching, first_order)
     trainable = None if trainable is None else list(trainable)
 
     def one(sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor, functional: bool):
-        adapted, inner = adapt(net, params, sx, sy, loss_fn, steps, lr, first_order, trainable, functional)
+        first = params if start is None else start(params, sx, sy)
+        adapted, inner = adapt(net, first, sx, sy, loss_fn, steps, lr, first_order, trainable, functional)
         out = functional_call(net, adapted, (qx,))
         return loss_fn(out, qy), out, inner
 
@@ -185,6 +191,7 @@ def adapt_tasks(
     first_order: bool = True,
     trainable: Iterable[str] | None = None,
     batching: str = "loop",
+    start: StartFn | None = None,
 ) -> tuple[Params, torch.Tensor]:
     """Adapted weights of every task in a meta-batch ``x`` ``(T, S, ...)``: ``{name: (T, *shape)}``
     and the inner losses ``(T, steps)`` (Reptile's inner loop, and test-time adaptation)."""
@@ -192,7 +199,8 @@ def adapt_tasks(
     trainable = None if trainable is None else list(trainable)
 
     def one(xi: torch.Tensor, yi: torch.Tensor, functional: bool):
-        return adapt(net, params, xi, yi, loss_fn, steps, lr, first_order, trainable, functional)
+        first = params if start is None else start(params, xi, yi)
+        return adapt(net, first, xi, yi, loss_fn, steps, lr, first_order, trainable, functional)
 
     return over_tasks(one, batching, x, y)
 

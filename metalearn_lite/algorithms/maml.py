@@ -351,6 +351,11 @@ class MAML(EpisodicMethod):
                            for n, p in params.items() if self._zeroed(n)})
         return params
 
+    def task_start(self, params: Params, support_x: torch.Tensor, support_y: torch.Tensor) -> Params:
+        """One task's starting weights from :meth:`start_params` and its support set ``(S, ...)``: the same for
+        every task here; Proto-MAML overrides it to build the head from the support prototypes."""
+        return params
+
     def training_first_order(self) -> bool:
         return self.first_order or int(self.meta_step) < self.first_order_warmup
 
@@ -382,7 +387,8 @@ class MAML(EpisodicMethod):
             for i in range(tasks):
                 sl = slice(i, i + 1)
                 q, out, inner = task_outputs(self.net, net_params, episode.support_x[sl], episode.support_y[sl],
-                                             episode.query_x[sl], episode.query_y[sl], *args, batching="loop")
+                                             episode.query_x[sl], episode.query_y[sl], *args, batching="loop",
+                                             start=self.task_start)
                 check_finite_inner(inner, self.inner_lr if isinstance(lr, dict) else lr, q)
                 grads = torch.autograd.grad(q.sum() / tasks, weights, allow_unused=True)
                 total = [t if g is None else t + g for t, g in zip(total, grads)]
@@ -393,7 +399,8 @@ class MAML(EpisodicMethod):
             loss = with_gradient(qloss.mean(), weights, total)
         else:
             qloss, out, inner = task_outputs(self.net, net_params, episode.support_x, episode.support_y,
-                                             episode.query_x, episode.query_y, *args, batching=batching)
+                                             episode.query_x, episode.query_y, *args, batching=batching,
+                                             start=self.task_start)
             check_finite_inner(inner, self.inner_lr if isinstance(lr, dict) else lr, qloss)
             loss, qloss, out = qloss.mean(), qloss.detach(), out.detach()
         if self.training and torch.is_grad_enabled():
@@ -423,7 +430,7 @@ class MAML(EpisodicMethod):
         with torch.enable_grad():
             adapted, inner = adapt_tasks(self.net, self.start_params(True, y if self.classifier else None), x, y,
                                          self.task_loss, steps, lr, True, self.trainable_names(),
-                                         self.resolve_batching(True, x.device))
+                                         self.resolve_batching(True, x.device), start=self.task_start)
         check_finite_inner(inner, lr)
         return {n: p.detach() for n, p in adapted.items()}
 

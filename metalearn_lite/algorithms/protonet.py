@@ -39,6 +39,16 @@ def embed(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return z.flatten(1)
 
 
+def embed_tasks(
+    encoder: nn.Module, support_x: torch.Tensor, query_x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embed ``(T, S, *x)`` and ``(T, Q, *x)`` in one pass (a batch-statistics norm sees them together) ->
+    ``(T, S, D), (T, Q, D)``."""
+    t, s, q = support_x.shape[0], support_x.shape[1], query_x.shape[1]
+    z = embed(encoder, torch.cat([support_x.flatten(0, 1), query_x.flatten(0, 1)]))
+    return z[: t * s].view(t, s, -1), z[t * s :].view(t, q, -1)
+
+
 class ProtoNet(EpisodicMethod):
     """Prototypical Network on any embedding network.
 
@@ -71,9 +81,7 @@ class ProtoNet(EpisodicMethod):
 
     def embed_task(self, support_x: torch.Tensor, query_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Embed ``(T, S, *x)`` and ``(T, Q, *x)`` in one pass -> ``(T, S, D), (T, Q, D)``."""
-        t, s, q = support_x.shape[0], support_x.shape[1], query_x.shape[1]
-        z = embed(self.encoder, torch.cat([support_x.flatten(0, 1), query_x.flatten(0, 1)]))
-        return z[: t * s].view(t, s, -1), z[t * s :].view(t, q, -1)
+        return embed_tasks(self.encoder, support_x, query_x)
 
     def task_logits(
         self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor, ways: int
