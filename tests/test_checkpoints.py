@@ -13,7 +13,7 @@ from metalearn_lite.algorithms import ProtoNet, SiameseNet
 from metalearn_lite.checkpoints import FORMAT, available_pretrained, read_checkpoint, save_checkpoint
 from metalearn_lite.models import Conv4
 
-SHIPPED = ("protonet-omniglot", "siamese-omniglot")
+SHIPPED = ("protonet-omniglot", "siamese-omniglot", "matching-omniglot", "relation-omniglot", "proto-maml-omniglot")
 
 
 def perturbed(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -297,3 +297,17 @@ def test_every_listed_pretrained_name_loads():
         model = load_pretrained(name)
         assert not model.training and model.command, name
     assert isinstance(load_pretrained("learned-optimizer-quadratic"), LearnedOptimizer)
+
+
+def test_every_shipped_checkpoint_has_its_section_and_command_in_the_readme():
+    from metalearn_lite.checkpoints import checkpoint_dir
+
+    readme = (checkpoint_dir() / "README.md").read_text()
+    for name in available_pretrained():
+        assert f"\n## {name}\n" in readme, f"{name} has no section in the checkpoints README"
+        recorded = read_checkpoint(checkpoint_dir() / f"{name}.pt").get("command", "")
+        # the README shows the command that made the file (files saved before the data moved into the
+        # package name data/checkpoints/, the README the new folder); line breaks and OMP_NUM_THREADS aside
+        flat = " ".join(readme.replace("\\\n", " ").split())
+        wanted = " ".join(recorded.replace("--save-as data/", "--save-as metalearn_lite/data/").split())
+        assert wanted.split(" --save-as")[0] in flat, f"{name}: its recorded command is not in the README"
