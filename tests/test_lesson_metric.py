@@ -196,3 +196,25 @@ def test_naive_loss_blows_up_the_embedding_while_contrastive_stays_bounded() -> 
     assert good.spreads[-1] < 5.0  # the margin (1.0) sets the scale
     assert good.losses[-1] < good.losses[0]
     assert distance_stats(good.z, y)[1] < distance_stats(naive.z, y)[1]  # classes tighter with the margin loss
+
+
+# ------------------------------------------------------------------------------ bridge: a learned comparison
+
+
+def test_relation_matrix_is_the_models_own_scores_in_both_orders() -> None:
+    from metalearn_lite.algorithms import RelationNet
+    from metalearn_lite.lessons.lesson02 import plot_relation_matrix, relation_matrix
+    from metalearn_lite.models import Conv4
+
+    torch.manual_seed(0)
+    model = RelationNet(Conv4(hidden=8, pools=2, flatten=False)).train()
+    x = torch.rand(4, 1, 28, 28)
+    scores = relation_matrix(model, x)
+    assert model.training  # restored
+    with torch.no_grad():
+        raw = model.eval().logits(x, torch.arange(4), x)
+    assert scores.shape == (4, 4) and torch.allclose(scores, torch.sigmoid(raw).T)
+    assert ((scores >= 0) & (scores <= 1)).all()
+    assert len(plot_relation_matrix(scores, x, "t").axes) == 2
+    with pytest.raises(ValueError, match="drawings"):
+        relation_matrix(model, x[0])

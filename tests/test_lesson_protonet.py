@@ -283,3 +283,120 @@ def test_plot_history_is_shared_and_labels_what_trained():
     assert plotting.plot_history(history, title="mine")._suptitle.get_text() == "mine"
     with pytest.raises(ValueError, match="no training history"):
         plotting.plot_history([])
+
+
+# ----------------------------------------------------------------------------- ProtoNet, Matching, Relation on one task
+
+
+@pytest.fixture(scope="module")
+def three_models():
+    from metalearn_lite.algorithms import MatchingNet, RelationNet
+
+    torch.manual_seed(0)
+    return {
+        "protonet": ProtoNet(Conv4(hidden=8)).eval(),
+        "matching": MatchingNet(Conv4(hidden=8)).eval(),
+        "relation": RelationNet(Conv4(hidden=8, pools=2, flatten=False)).eval(),
+    }
+
+
+def test_class_scores_are_probabilities_or_relation_scores(three_models):
+    from metalearn_lite.lessons.lesson03 import class_scores
+
+    sampler = EpisodeSampler(torch.rand(6, 8, 1, 28, 28), ways=3, shots=2, queries=2, seed=1)
+    sx, sy, qx, _ = sampler.sample(1).unbatched()
+    for name, model in three_models.items():
+        s = class_scores(model, sx, sy, qx)
+        with torch.no_grad():
+            logits = model.logits(sx, sy, qx)
+        assert s.shape == (6, 3) and not s.requires_grad
+        if name == "relation":
+            assert torch.allclose(s, torch.sigmoid(logits))
+        else:
+            assert torch.allclose(s.sum(-1), torch.ones(6), atol=1e-5)
+            assert torch.equal(s.argmax(-1), logits.argmax(-1))
+    with torch.no_grad():  # a Matching Network's logits are log-probabilities: the softmax only exponentiates
+        assert torch.allclose(class_scores(three_models["matching"], sx, sy, qx),
+                              three_models["matching"].logits(sx, sy, qx).exp(), atol=1e-6)
+
+
+def test_plot_method_scores_reports_what_it_drew(three_models):
+    from metalearn_lite.lessons.lesson03 import plot_method_scores
+
+    episode = EpisodeSampler(torch.rand(6, 8, 1, 28, 28), ways=3, shots=2, queries=3, seed=2).sample(1)
+    drawn = plot_method_scores(three_models, episode)
+    qy = episode.query_y[0].sort().values  # the figure groups the queries by class
+    assert len(drawn.figure.axes) == 4  # three panels and the colour bar
+    for name, s in drawn.scores.items():
+        assert s.shape == (9, 3)
+        assert drawn.accuracy[name] == pytest.approx(float((s.argmax(-1) == qy).double().mean()))
+        assert drawn.true_score[name] == pytest.approx(float(s.gather(1, qy[:, None]).mean()), abs=1e-6)
+
+
+def test_the_two_limits_of_the_attention():
+    from metalearn_lite.algorithms.matching import attention_log_probs
+    from metalearn_lite.lessons.lesson03 import mean_similarity_probs, nearest_example_probs
+
+    g = torch.Generator().manual_seed(0)
+    sim = torch.rand(3, 7, 12, generator=g, dtype=torch.float64) * 2 - 1
+    sy = torch.stack([torch.randperm(12, generator=g) % 4 for _ in range(3)])  # 3 shots of each of 4 classes
+    tiny = attention_log_probs(sim, sy, 4, torch.tensor(1e-5, dtype=torch.float64)).exp()
+    assert torch.allclose(nearest_example_probs(sim, sy, 4), tiny, atol=1e-9)
+    huge = attention_log_probs(sim, sy, 4, torch.tensor(1e5, dtype=torch.float64))
+    assert torch.equal(mean_similarity_probs(sim, sy, 4).argmax(-1), huge.argmax(-1))
+    assert torch.allclose(huge.exp(), torch.full_like(huge, 0.25), atol=1e-4)  # the class frequencies
+
+
+def test_temperature_sweep_and_its_figures(three_models):
+    from metalearn_lite.lessons.lesson03 import plot_attention, plot_temperature_sweep, temperature_sweep
+
+    model = three_models["matching"]
+    images = torch.rand(6, 10, 1, 28, 28)
+    tau = float(model.temperature.detach())
+    sweep = temperature_sweep(model, images, torch.tensor([1e-6, tau, 1e6]), ways=3, shots=3, queries=2, episodes=3)
+    assert sweep.accuracy.shape == (3,) and sweep.learned == pytest.approx(tau)
+    assert float(sweep.accuracy[0]) == pytest.approx(sweep.nearest)
+    assert float(sweep.accuracy[1]) == pytest.approx(sweep.learned_accuracy)
+    assert float(sweep.accuracy[2]) == pytest.approx(sweep.mean_similarity)
+    import metalearn_lite as ml
+
+    measured = ml.evaluate(model, images, 3, 3, 2, episodes=3, seed=0).mean  # the same tasks, the model's own rule
+    assert sweep.learned_accuracy == pytest.approx(measured)
+    assert plot_temperature_sweep(sweep).axes[0].get_xscale() == "log"
+    episode = EpisodeSampler(images, ways=3, shots=3, queries=2, seed=0).sample(1)
+    assert len(plot_attention(model, episode, query=1, temperature=0.5).axes) == 2
+
+
+def matching_limit_right(sim, sy, ways):
+    return F.one_hot(sy.gather(-1, sim.argmax(-1)), ways).to(sim.dtype)
+
+
+def test_matching_limit_right_and_measured(three_models):
+    from metalearn_lite.lessons.lesson03 import check_matching_limit
+
+    assert "nearest-neighbour" in check_passes(check_matching_limit, matching_limit_right)
+    printed = check_passes(check_matching_limit, matching_limit_right, three_models["matching"],
+                           torch.rand(6, 20, 1, 28, 28), 2)
+    assert "learned tau" in printed and "1-shot" in printed
+
+
+@pytest.mark.parametrize(
+    ("fn", "word"),
+    [
+        (lambda sim, sy, n: sy.gather(-1, sim.argmax(-1)), "predicted labels"),
+        (lambda sim, sy, n: (sim.unsqueeze(-2) * F.one_hot(sy, n).transpose(-1, -2).unsqueeze(-3).to(sim.dtype))
+         .sum(-1).softmax(-1), "not the limit"),
+        (lambda sim, sy, n: sim.softmax(-1) @ F.one_hot(sy, n).to(sim.dtype), "tau = 1"),
+        (lambda sim, sy, n: F.one_hot((sim.unsqueeze(-2) * F.one_hot(sy, n).transpose(-1, -2).unsqueeze(-3))
+                                      .sum(-1).argmax(-1), n).to(sim.dtype), "MEAN"),
+        (lambda sim, sy, n: F.one_hot(sy, n).to(sim.dtype).mean(-2, keepdim=True).expand(*sim.shape[:2], n),
+         "frequencies"),
+        (lambda sim, sy, n: F.one_hot(sim.argmax(-1) // (sim.shape[-1] // n), n).to(sim.dtype), "sorted by class"),
+        (lambda sim, sy, n: matching_limit_right(-sim, sy, n), "LEAST"),
+        (lambda sim, sy, n: matching_limit_right(sim, sy, n)[0], "shape"),
+    ],
+)
+def test_matching_limit_wrong(fn, word):
+    from metalearn_lite.lessons.lesson03 import check_matching_limit
+
+    _fails(check_matching_limit, fn, word)

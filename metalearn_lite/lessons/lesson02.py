@@ -4,6 +4,8 @@
   :func:`nearest_neighbour_accuracy`, :func:`as_distance_space`.
 * The pitfall: :func:`naive_metric_loss` (a "metric loss" copied from post to post; WRONG, kept to watch
   it fail), :func:`fit_small_embedding` and :func:`distance_stats` to see what a loss does to an embedding.
+* A learned comparison: :func:`relation_matrix` and :func:`plot_relation_matrix`, the relation scores of a
+  shipped Relation Network between a few drawings (the bridge to lesson 03).
 * The widget: :class:`TripletExplorer`, short triplet-network runs, each measured on the embeddings of
   the test drawings and cached by setting.
 * The exercises' checks (``check_*``): each prints "Correct! ..." or "Not yet: ..." and returns ``None``;
@@ -31,6 +33,52 @@ from .exercises import CheckFailed, close, report
 from .plotting import pca_axes
 
 Tensor = torch.Tensor
+
+
+# ============================================================================================== a learned comparison
+
+def relation_matrix(model: nn.Module, images: Tensor) -> Tensor:
+    """Relation scores ``(n, n)`` of a :class:`~metalearn_lite.algorithms.relation.RelationNet` between ``n``
+    drawings ``(n, C, H, W)``: entry ``[i, j]`` scores drawing ``j`` (the query) against drawing ``i`` (a class
+    of one example), ``sigmoid(g([f(x_i) ; f(x_j)]))``.
+
+    One call of the model's own ``logits``, with every drawing its own one-shot class and every drawing also a
+    query, so the transpose holds the same pairs in the other order.  The model is put in ``eval()`` mode for
+    the call and restored afterwards (with ``norm="batch"`` the statistics still come from these drawings).
+    """
+    if images.dim() != 4:
+        raise ValueError(f"relation_matrix takes drawings (n, C, H, W); got shape {tuple(images.shape)}")
+    n = images.shape[0]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            raw = model.logits(images, torch.arange(n), images)  # (queries j, classes i)
+    finally:
+        model.train(was_training)
+    return torch.sigmoid(raw).T
+
+
+def plot_relation_matrix(scores: Tensor, images: Tensor, title: str = "") -> plt.Figure:
+    """The matrix of :func:`relation_matrix` as a heat map, with each drawing shown along both axes."""
+    n = scores.shape[0]
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * n, 0.9 + 0.75 * n))
+    im = ax.imshow(scores.numpy(), cmap="viridis", vmin=0, vmax=1)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{float(scores[i, j]):.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if scores[i, j] < 0.6 else "black")
+        for xy, box in (((i, n - 0.35), (0, -20)), ((-0.55, i), (-20, 0))):
+            thumb = OffsetImage(images[i, 0].numpy(), cmap="gray_r", zoom=0.7)
+            ax.add_artist(AnnotationBbox(thumb, xy, xybox=box, boxcoords="offset points", frameon=False,
+                                         annotation_clip=False))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel("query drawing j", labelpad=36)
+    ax.set_ylabel("one-shot class: drawing i", labelpad=36)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="relation score")
+    return fig
 
 
 # ============================================================================================== embeddings

@@ -7,6 +7,11 @@
   :func:`~metalearn_lite.lessons.commands.public_command` (a recorded command without machine paths).
 * Prototypes against attention: :func:`compare_classifiers` measures a classifier on ProtoNet's
   embedding against the prototype rule on the same tasks.
+* ProtoNet, Matching and Relation Networks on the same task: :func:`class_scores`, :func:`plot_method_scores`;
+  a Matching Network's temperature: :func:`matching_cosines`, :func:`temperature_sweep` (the same tasks at
+  other temperatures, embedded once), :func:`plot_temperature_sweep`, :func:`plot_attention` (the widget's
+  picture), and the two limits :func:`nearest_example_probs` (``tau -> 0``) and :func:`mean_similarity_probs`
+  (the prediction as ``tau -> inf``).
 * The exercises' checks (``check_*``): each prints "Correct! ..." or "Not yet: ..." and returns ``None``;
   ``strict=True`` raises :class:`~metalearn_lite.lessons.exercises.CheckFailed` instead.
 """
@@ -21,6 +26,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+import torch.nn.functional as F
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -33,7 +39,10 @@ from .exercises import CheckFailed, answer_tensor, close, report
 from .plotting import pca_axes, plot_history
 
 __all__ = [
-    "CheckFailed", "PrototypeMap", "best_centres", "centre_objectives", "check_attention_classifier",
+    "CheckFailed", "MethodScores", "PrototypeMap", "TemperatureSweep", "best_centres", "centre_objectives",
+    "check_attention_classifier", "check_matching_limit", "class_scores", "matching_cosines",
+    "mean_similarity_probs", "nearest_example_probs", "plot_attention", "plot_method_scores",
+    "plot_temperature_sweep", "temperature_sweep",
     "check_boundary", "check_logits", "check_prototypes_and_logits", "check_protonet_logits", "check_prototypes",
     "compare_classifiers",
     "plot_centre_objectives", "plot_history", "prototype_map", "public_command",
@@ -621,3 +630,284 @@ def check_attention_classifier(
     the prototype rule with ``model`` on ``episodes`` 5-way 5-shot tasks of ``images``.  Prints the verdict
     and the measurement, and returns ``None``."""
     return report(_attention, (fn, model, images, episodes), strict)
+
+
+# ============================================================================================== three methods, one task
+
+def class_scores(model: Any, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
+    """Per-query class scores ``(Q, N)`` in ``[0, 1]`` of a shipped metric method on one task.
+
+    ProtoNet and Matching Networks give probabilities (a softmax of their logits; a Matching Network's logits
+    are already log-probabilities, so the softmax only exponentiates them); a Relation Network gives its
+    relation scores, the sigmoid of its raw scores, which need not sum to 1 over the classes.
+    """
+    with torch.no_grad():
+        logits = model.logits(support_x, support_y, query_x)
+    return torch.sigmoid(logits) if getattr(model, "name", "") == "relation" else logits.softmax(-1)
+
+
+@dataclass(frozen=True)
+class MethodScores:
+    """What :func:`plot_method_scores` drew, and the numbers its caption needs (one entry per model)."""
+
+    figure: Figure
+    scores: dict[str, torch.Tensor]  # (Q, N) class scores of each model
+    accuracy: dict[str, float]  # fraction of the task's queries each model labels right
+    true_score: dict[str, float]  # mean score given to the true class
+
+
+def plot_method_scores(models: dict[str, Any], episode: Episode, task: int = 0) -> MethodScores:
+    """Heat maps of the per-query class scores of several models on the same task, side by side.
+
+    Rows are queries (grouped by true class), columns the classes; the true class of each query is
+    outlined, and a red cross marks a query the model labels wrongly (its highest score is elsewhere).
+    Each model is called as the package calls it, on the whole task at once (see :func:`class_scores`).
+    """
+    ep = episode.task(task)
+    sx, sy, qx, qy = ep.unbatched()
+    order = torch.argsort(qy, stable=True)
+    qx, qy = qx[order], qy[order]
+    ways = int(sy.max()) + 1
+    fig, axes = plt.subplots(1, len(models), figsize=(3.3 * len(models), 0.24 * len(qy) + 1.6), sharey=True)
+    axes = np.atleast_1d(axes)
+    scores, accuracy, true_score = {}, {}, {}
+    for ax, (name, model) in zip(axes, models.items()):
+        s = class_scores(model, sx, sy, qx)
+        scores[name] = s
+        pred = s.argmax(-1)
+        accuracy[name] = float((pred == qy).double().mean())
+        true_score[name] = float(s.gather(1, qy[:, None]).double().mean())
+        image = ax.imshow(s.numpy(), cmap="viridis", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+        for i, c in enumerate(qy.tolist()):
+            ax.add_patch(plt.Rectangle((c - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="white", linewidth=1.2))
+            if pred[i] != c:
+                ax.scatter(int(pred[i]), i, marker="x", color="red", s=40, linewidth=1.8)
+        ax.set_xticks(range(ways))
+        ax.set_xlabel("class")
+        ax.set_title(f"{name}\n{100 * accuracy[name]:.0f}% of the queries right", fontsize=9)
+    axes[0].set_ylabel("query (grouped by true class)")
+    axes[0].set_yticks(range(len(qy)))
+    axes[0].set_yticklabels([str(c) for c in qy.tolist()], fontsize=6)
+    fig.colorbar(image, ax=list(axes), shrink=0.8, label="probability (relation score for Relation)")
+    return MethodScores(fig, scores, accuracy, true_score)
+
+
+# ============================================================================================== Matching's temperature
+
+@torch.no_grad()
+def matching_cosines(model: Any, episode: Episode) -> torch.Tensor:
+    """The cosines ``(T, Q, S)`` between the query and support embeddings of a Matching Network, every
+    task embedded in one pass as the model does (its attention is a softmax of these over ``tau``)."""
+    from ..algorithms.protonet import embed_tasks
+    from ..distances import cosine_similarity
+
+    zs, zq = embed_tasks(model.encoder, episode.support_x, episode.query_x)
+    return cosine_similarity(zq, zs)
+
+
+def nearest_example_probs(similarity: torch.Tensor, support_y: torch.Tensor, ways: int) -> torch.Tensor:
+    """The ``tau -> 0`` limit of the attention ``(..., Q, ways)``: all the weight on the class of the most similar
+    support example (ties, which real cosines do not have, go to the first)."""
+    nearest = similarity.argmax(-1)  # (..., Q)
+    return F.one_hot(support_y.gather(-1, nearest), ways).to(similarity.dtype)
+
+
+def mean_similarity_probs(similarity: torch.Tensor, support_y: torch.Tensor, ways: int) -> torch.Tensor:
+    """One-hot ``(..., Q, ways)`` on the class with the largest *mean* similarity: with the same number of shots
+    per class, the class the attention's highest probability tends to as ``tau -> inf``."""
+    return F.one_hot(class_means(similarity.transpose(-1, -2), support_y, ways).transpose(-1, -2).argmax(-1),
+                     ways).to(similarity.dtype)
+
+
+@dataclass(frozen=True)
+class TemperatureSweep:
+    """Accuracy of a Matching Network's attention at other temperatures, on the same tasks."""
+
+    temperatures: torch.Tensor  # (K,) the temperatures tried
+    accuracy: torch.Tensor  # (K,) query accuracy at each
+    learned: float  # the model's own tau
+    learned_accuracy: float  # accuracy at the model's own tau (the model's accuracy)
+    nearest: float  # accuracy of the tau -> 0 limit (nearest support example by cosine)
+    mean_similarity: float  # accuracy of the tau -> inf prediction (largest mean cosine)
+    episodes: int
+    ways: int
+    shots: int
+
+
+@torch.no_grad()
+def temperature_sweep(
+    model: Any,
+    images: torch.Tensor,
+    temperatures: torch.Tensor,
+    ways: int = 5,
+    shots: int = 5,
+    queries: int = 15,
+    episodes: int = 100,
+    seed: int = 0,
+) -> TemperatureSweep:
+    """Classify the same seeded tasks with a shipped Matching Network's attention at each temperature.
+
+    The tasks are embedded once: the temperature only divides the cosines before the softmax
+    (:func:`~metalearn_lite.algorithms.matching.attention_log_probs`), so changing it needs no new forward pass.
+    """
+    from ..algorithms.matching import attention_log_probs
+    from ..episodes import EpisodeSampler
+
+    was_training = model.training
+    model.eval()
+    try:
+        sampler = EpisodeSampler(images, ways=ways, shots=shots, queries=queries, seed=seed)
+        eps = [sampler.sample(1) for _ in range(episodes)]
+        sims = torch.cat([matching_cosines(model, ep) for ep in eps])  # (E, Q, S)
+    finally:
+        model.train(was_training)
+    sy = torch.cat([ep.support_y for ep in eps])
+    qy = torch.cat([ep.query_y for ep in eps])
+
+    def acc(probs: torch.Tensor) -> float:
+        return float((probs.argmax(-1) == qy).double().mean())
+
+    temperatures = torch.as_tensor(temperatures, dtype=torch.float64).flatten()
+    accuracy = torch.tensor([acc(attention_log_probs(sims.double(), sy, ways, t)) for t in temperatures])
+    learned = float(model.temperature.detach())
+    return TemperatureSweep(
+        temperatures=temperatures, accuracy=accuracy, learned=learned,
+        learned_accuracy=acc(attention_log_probs(sims, sy, ways, model.temperature)),
+        nearest=acc(nearest_example_probs(sims, sy, ways)),
+        mean_similarity=acc(mean_similarity_probs(sims, sy, ways)),
+        episodes=episodes, ways=ways, shots=shots,
+    )
+
+
+def plot_temperature_sweep(sweep: TemperatureSweep) -> Figure:
+    """Accuracy against the temperature (log scale), with the model's own ``tau`` and the two limits."""
+    fig, ax = plt.subplots(figsize=(7.2, 3.6))
+    ax.semilogx(sweep.temperatures.numpy(), 100 * sweep.accuracy.numpy(), "o-", color="C0", markersize=3,
+                label="attention at temperature tau")
+    ax.axhline(100 * sweep.nearest, color="C1", linestyle="--",
+               label=f"tau -> 0: nearest support example ({100 * sweep.nearest:.1f}%)")
+    ax.axhline(100 * sweep.mean_similarity, color="C2", linestyle=":",
+               label=f"tau -> inf: largest mean cosine ({100 * sweep.mean_similarity:.1f}%)")
+    ax.axvline(sweep.learned, color="0.3", linewidth=0.8)
+    ax.scatter([sweep.learned], [100 * sweep.learned_accuracy], color="black", zorder=5,
+               label=f"the model's learned tau = {sweep.learned:.3f} ({100 * sweep.learned_accuracy:.1f}%)")
+    ax.set_xlabel("temperature tau (log scale)")
+    ax.set_ylabel("query accuracy (%)")
+    ax.set_title(f"Matching Network, {sweep.episodes} test tasks, {sweep.ways}-way {sweep.shots}-shot: "
+                 "only the temperature changes", fontsize=9)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_attention(model: Any, episode: Episode, query: int, temperature: float, task: int = 0) -> Figure:
+    """One query's attention weights over the support examples at ``temperature`` (bars coloured by class),
+    and the class probabilities they add up to."""
+    from ..algorithms.matching import attention_log_probs
+
+    ep = episode.task(task)
+    sim = matching_cosines(model, ep)[0, query]  # (S,)
+    sy = ep.support_y[0]
+    ways = int(sy.max()) + 1
+    tau = torch.tensor(float(temperature), dtype=torch.float64)
+    weights = (sim.double() / tau).softmax(-1)
+    probs = attention_log_probs(sim.double()[None], sy, ways, tau)[0].exp()
+    colours = [COLOURS[int(c) % len(COLOURS)] for c in sy]
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 2.9), gridspec_kw={"width_ratios": [2.4, 1]})
+    ax0.bar(range(len(sy)), weights.numpy(), color=colours)
+    ax0.set_xlabel("support example (colour = class)")
+    ax0.set_ylabel("attention weight")
+    ax0.set_ylim(0, 1.02)
+    ax0.set_title(f"query {query} (true class {int(ep.query_y[0, query])}), tau = {temperature:.3g}", fontsize=9)
+    ax1.bar(range(ways), probs.numpy(), color=[COLOURS[c % len(COLOURS)] for c in range(ways)])
+    ax1.set_xlabel("class")
+    ax1.set_ylabel("P(class | query)")
+    ax1.set_ylim(0, 1.02)
+    ax1.set_xticks(range(ways))
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise "matching_limit" (derive): Matching Networks as tau -> 0
+# ---------------------------------------------------------------------------------------------
+
+
+def _matching_limit(answer: tuple[Callable[..., torch.Tensor], Any, Any, int]) -> str:
+    from ..algorithms.matching import attention_log_probs
+
+    fn, model, images, episodes = answer
+    g = torch.Generator().manual_seed(12)
+    t, ways, shots, q = 2, 3, 3, 5
+    sim = torch.rand(t, q, ways * shots, generator=g, dtype=torch.float64) * 2 - 1
+    sy = torch.stack([torch.randperm(ways * shots, generator=g) % ways for _ in range(t)])
+    got = fn(sim.clone(), sy.clone(), ways)
+    if isinstance(got, torch.Tensor) and not got.dtype.is_floating_point and tuple(got.shape) == (t, q):
+        raise CheckFailed("you returned the predicted labels; return the class probabilities (T, Q, ways): "
+                          "what P(y = k | x, S) becomes, not only its argmax")
+    got = answer_tensor(got, f"({t}, {q}, {ways}) tensor of class probabilities", (t, q, ways)).detach().double()
+    want = nearest_example_probs(sim, sy, ways)
+    if close(got, want):
+        pass
+    elif close(got, attention_log_probs(sim, sy, ways, torch.tensor(1.0, dtype=torch.float64)).exp()):
+        raise CheckFailed("these are the attention's probabilities at tau = 1 (the paper's raw cosines); let tau "
+                          "go to 0: divide the cosines by a smaller and smaller tau and see where the softmax's "
+                          "weight goes")
+    elif close(got, mean_similarity_probs(sim, sy, ways)):
+        raise CheckFailed("you put all the mass on the class with the largest MEAN cosine: that is where the "
+                          "highest probability goes as tau -> infinity (with equal shots). As tau -> 0, compare "
+                          "exp(c_i / tau) between two examples: the ratio exp((c_i - c_j) / tau) explodes")
+    elif close(got, F.one_hot(sy, ways).double().mean(-2, keepdim=True).expand_as(got)):
+        raise CheckFailed("these are the class frequencies of the support set, the tau -> infinity limit of the "
+                          "probabilities (uniform attention); the exercise asks for tau -> 0")
+    elif close(got, F.one_hot(sim.argmax(-1) // shots, ways).double()):
+        raise CheckFailed("your answer assumes the support set is sorted by class (position // shots); use the "
+                          "labels: the class of the most similar example is support_y[..., argmax]")
+    elif close(got, nearest_example_probs(-sim, sy, ways)):
+        raise CheckFailed("you picked the LEAST similar example: a cosine is a similarity (largest = most alike), "
+                          "not a distance")
+    else:
+        if (got < -1e-6).any() or not close(got.sum(-1), torch.ones(t, q, dtype=torch.float64)):
+            raise CheckFailed("each query's probabilities must be non-negative and sum to 1")
+        raise CheckFailed("not the limit. Hint: a_i = exp(c_i / tau) / sum_j exp(c_j / tau) = 1 / sum_j "
+                          "exp((c_j - c_i) / tau); as tau -> 0 each term with c_j > c_i explodes, each with "
+                          "c_j < c_i vanishes. Which example keeps its weight, and what does P(y = k) become?")
+    tiny = attention_log_probs(sim, sy, ways, torch.tensor(1e-4, dtype=torch.float64)).exp()
+    if not close(tiny, want, 1e-6):  # the package's own attention must agree at a tiny temperature
+        raise AssertionError("the package's attention at tau = 1e-4 is not the nearest-example rule")
+    message = ("as tau -> 0 all the attention goes to the single most similar support example, so P(y = k | x, S) "
+               "is 1 for its class: a nearest-neighbour classifier under the cosine (with one shot per class, "
+               "a nearest-neighbour rule at ANY tau, since exp(c / tau) keeps the order of the cosines).")
+    if model is None:
+        return message
+    from ..episodes import EpisodeSampler
+
+    measured = {}
+    for shots in (5, 1):
+        sampler = EpisodeSampler(images, ways=5, shots=shots, queries=15, seed=0)
+        learned, yours = [], []
+        for _ in range(episodes):
+            ep = sampler.sample(1)
+            sims = matching_cosines(model, ep)
+            with torch.no_grad():
+                learned.append(attention_log_probs(sims, ep.support_y, 5, model.temperature).argmax(-1) == ep.query_y)
+                yours.append(fn(sims, ep.support_y, 5).argmax(-1) == ep.query_y)
+        measured[shots] = (float(torch.cat(learned).double().mean()), float(torch.cat(yours).double().mean()))
+    return (message + f" Measured on the shipped model's cosines, {episodes} 5-way test tasks, learned tau = "
+            f"{float(model.temperature.detach()):.3g} against your tau -> 0 rule: 5-shot {100 * measured[5][0]:.2f} % "
+            f"and {100 * measured[5][1]:.2f} %; 1-shot {100 * measured[1][0]:.2f} % and {100 * measured[1][1]:.2f} %.")
+
+
+def check_matching_limit(
+    fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor],
+    model: Any = None,
+    images: torch.Tensor | None = None,
+    episodes: int = 50,
+    strict: bool = False,
+) -> None:
+    """Exercise "matching_limit": ``fn(similarity (T, Q, S), support_y (T, S), ways) -> (T, Q, ways)``, the
+    ``tau -> 0`` limit of a Matching Network's class probabilities.  Checked on known cases; with ``model``
+    (a shipped :class:`~metalearn_lite.algorithms.matching.MatchingNet`) and ``images``, also measured
+    against the model's learned temperature on ``episodes`` test tasks.  Prints the verdict and returns
+    ``None``."""
+    return report(_matching_limit, (fn, model, images, episodes), strict)

@@ -47,8 +47,24 @@ def _attention():
     return _my_attention, model, omniglot_split("test").images, 20
 
 
+def _my_matching_limit(similarity, support_y, ways):
+    # a_i = 1 / sum_j exp((c_j - c_i) / tau): as tau -> 0 the most similar example keeps weight 1, every other
+    # example's weight goes to 0, so P(y = k | x, S) is 1 for the class of the most similar example.
+    nearest = similarity.argmax(-1)                               # (T, Q): index of the most similar example
+    label = support_y.gather(-1, nearest)                         # (T, Q): its class (labels, not positions)
+    return F.one_hot(label, ways).to(similarity.dtype)            # (T, Q, ways)
+
+
+def _matching_limit():
+    from ...checkpoints import load_pretrained
+    from ...datasets.omniglot import omniglot_split
+
+    return _my_matching_limit, load_pretrained("matching-omniglot"), omniglot_split("test").images, 10
+
+
 EXERCISES = [
     Exercise("prototypes_logits", "implement", lesson03.check_prototypes_and_logits, _prototypes_logits),
     Exercise("boundary", "derive", lesson03.check_boundary, _boundary),
     Exercise("attention", "extend", lesson03.check_attention_classifier, _attention),
+    Exercise("matching_limit", "derive", lesson03.check_matching_limit, _matching_limit),
 ]
