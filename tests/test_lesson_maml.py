@@ -11,22 +11,28 @@ import torch.nn.functional as F
 from conftest import check_fails, check_passes
 from torch.func import functional_call
 
+import metalearn_lite as ml
 from metalearn_lite import MAML, MLP
 from metalearn_lite.datasets.sinusoid import SinusoidTasks
 from metalearn_lite.episodes import Episode
 from metalearn_lite.lessons.lesson04 import (
     CheckFailed,
+    accuracy_by_steps,
+    adapting_steps,
     average_sine,
     check_first_order_prediction,
     check_meta_step,
+    check_proto_head,
     check_quadratic_meta_gradient,
     check_zero_head_prediction,
     head_only,
     meta_gradient_case,
     overwriting_meta_step,
+    plot_accuracy_by_steps,
+    proto_head_case,
     snippet_meta_step,
 )
-from metalearn_lite.lessons.solutions.lesson04 import _fixed_meta_step, _quadratic_meta_gradient
+from metalearn_lite.lessons.solutions.lesson04 import _fixed_meta_step, _proto_head, _quadratic_meta_gradient
 from metalearn_lite.recipes.sinusoid import adapted_mse, eval_tasks, pretrain_regressor
 
 # ----------------------------------------------------------------------------- the average sine wave
@@ -185,3 +191,81 @@ def test_head_only_on_a_regressor():
     with head_only(maml):
         assert maml.trainable_names() == ["net.4.weight", "net.4.bias"]
     assert len(maml.trainable_names()) == 6
+
+
+# ----------------------------------------------------------------------------- zero head and Proto-MAML
+
+
+def _small_classifiers():
+    """A zero-head MAML and a Proto-MAML on the same small network, and grouped images (6 classes x 6)."""
+    torch.manual_seed(0)
+    body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.Tanh())
+    zero = MAML(torch.nn.Sequential(body, torch.nn.Linear(8, 3)), ways=3, inner_lr=0.3, zero_head=True, test_steps=1)
+    proto = ml.ProtoMAML(torch.nn.Sequential(body, torch.nn.Linear(8, 3)), ways=3, inner_lr=0.3, test_steps=1)
+    g = torch.Generator().manual_seed(1)
+    centres = 2 * torch.randn(6, 1, 1, 4, 4, generator=g)
+    images = centres + 0.5 * torch.randn(6, 6, 1, 4, 4, generator=g)
+    return {"zero head": zero, "Proto-MAML": proto}, images
+
+
+def test_adapting_steps_sets_and_restores_the_test_steps():
+    methods, _ = _small_classifiers()
+    m = methods["Proto-MAML"]
+    with adapting_steps(m, 0):
+        assert m.test_steps == 0
+    assert m.test_steps == 1
+    with pytest.raises(RuntimeError), adapting_steps(m, 4):
+        raise RuntimeError
+    assert m.test_steps == 1  # restored after an error too
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="steps"), adapting_steps(m, bad):
+            pass
+
+
+def test_accuracy_by_steps_uses_the_shared_evaluate_on_the_same_episodes():
+    methods, images = _small_classifiers()
+    results = accuracy_by_steps(methods, images, steps=(0, 1), ways=3, shots=1, queries=2, episodes=6, seed=3)
+    assert set(results) == set(methods) and all(set(r) == {0, 1} for r in results.values())
+    # a zero head scores every class 0 before any step: argmax picks the first class, exactly chance
+    assert torch.allclose(results["zero head"][0].accuracies, torch.full((6,), 1 / 3, dtype=torch.float64))
+    # the same call to the package's evaluate (same seed, same episodes) gives the same numbers
+    with adapting_steps(methods["Proto-MAML"], 1):
+        again = ml.evaluate(methods["Proto-MAML"], images, ways=3, shots=1, queries=2, episodes=6, seed=3)
+    assert torch.equal(again.accuracies, results["Proto-MAML"][1].accuracies)
+    assert methods["Proto-MAML"].test_steps == 1
+    ax = plot_accuracy_by_steps(results)
+    assert len(ax.patches) == 4
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def test_proto_maml_at_zero_steps_is_protonet_on_the_same_features():
+    methods, images = _small_classifiers()
+    proto = methods["Proto-MAML"]
+    sx, sy, qx = images[:3, 0], torch.arange(3), images[:3, 1:].flatten(0, 1)
+    start = proto.adapted(sx[None], sy[None], steps=0)
+    with torch.no_grad():
+        prototypes = proto.net[0](sx)  # one support example per class: the prototypes are its features
+    w, b = _proto_head(prototypes)
+    assert torch.allclose(start["1.weight"][0], w) and torch.allclose(start["1.bias"][0], b)
+    with torch.no_grad():
+        scores = proto.forward_with(start, qx[None])[0]
+        phi = proto.net[0](qx)
+        protonet = -((phi[:, None] - prototypes[None]) ** 2).sum(-1)
+    assert torch.allclose(scores.softmax(-1), protonet.softmax(-1), atol=1e-6)
+
+
+def test_proto_head_check():
+    assert "2 c_k" in check_passes(check_proto_head, _proto_head)
+    # any head that differs only by a shift common to all classes is the same classifier
+    check_passes(check_proto_head, lambda c: (2 * c + 1.0, -(c * c).sum(-1) + 3.0))
+    check_fails(check_proto_head, lambda c: (-2 * c, (c * c).sum(-1)), "farthest")
+    check_fails(check_proto_head, lambda c: (c, -0.5 * (c * c).sum(-1)), "half", "temperature")
+    check_fails(check_proto_head, lambda c: (2 * c, torch.zeros(len(c), dtype=c.dtype)), "Hint", "bias")
+    check_fails(check_proto_head, lambda c: (2 * c, -c.norm(dim=-1)), "Hint", "differ by up to")
+    check_fails(check_proto_head, lambda c: None, "returned None")
+    check_fails(check_proto_head, lambda c: 2 * c, "pair")
+    check_fails(check_proto_head, lambda c: (2 * c.T, -(c * c).sum(-1)), "shape")
+    c, phi = proto_head_case(0)
+    assert c.norm(dim=-1).max() > 5 * c.norm(dim=-1).min()  # lengths differ, so the bias matters

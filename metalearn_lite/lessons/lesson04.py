@@ -7,9 +7,12 @@
 * The bug hunt: :func:`snippet_meta_step` (a MAML step with mistakes for the reader to find) and
   :func:`overwriting_meta_step` / :func:`train_overwriting_regressor` (the form of the snippet that writes
   the adapted weights into the model: it trains the jointly fit baseline, not MAML).
+* Proto-MAML next to the zero head: :func:`adapting_steps` (evaluate a trained MAML after any number of test
+  steps), :func:`accuracy_by_steps` (the package's :func:`~metalearn_lite.evaluate` per method and number of
+  steps, on the same episodes) and :func:`plot_accuracy_by_steps`.
 * The exercises' checks: :func:`check_meta_step`, :func:`check_quadratic_meta_gradient`,
-  :func:`check_first_order_prediction`, :func:`check_zero_head_prediction`.  Each prints "Correct! ..." or
-  "Not yet: ..." and returns ``None``; ``strict=True`` raises :class:`CheckFailed` instead.
+  :func:`check_first_order_prediction`, :func:`check_zero_head_prediction`, :func:`check_proto_head`.  Each
+  prints "Correct! ..." or "Not yet: ..." and returns ``None``; ``strict=True`` raises :class:`CheckFailed` instead.
 
 The worked solutions are in :mod:`metalearn_lite.lessons.solutions.lesson04` (``show_solution("04", name)``).
 """
@@ -19,7 +22,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -32,14 +35,15 @@ from ..algorithms.inner_loop import adapt, adapt_tasks, forward_tasks, params_of
 from ..algorithms.maml import MAML
 from ..datasets.sinusoid import SinusoidTasks
 from ..episodes import Episode
+from ..evaluation import EvalResult, evaluate
 from ..models import MLP
-from .exercises import CheckFailed, report
+from .exercises import CheckFailed, answer_tensor, report
 
 __all__ = [
-    "CheckFailed", "average_sine", "check_first_order_prediction", "check_meta_step",
-    "check_quadratic_meta_gradient", "check_zero_head_prediction", "cost_of_inner_steps", "head_only",
-    "meta_gradient_case", "overwriting_meta_step", "plot_average_function", "plot_sinusoid_fits",
-    "snippet_meta_step", "train_overwriting_regressor",
+    "CheckFailed", "accuracy_by_steps", "adapting_steps", "average_sine", "check_first_order_prediction",
+    "check_meta_step", "check_proto_head", "check_quadratic_meta_gradient", "check_zero_head_prediction",
+    "cost_of_inner_steps", "head_only", "meta_gradient_case", "overwriting_meta_step", "plot_accuracy_by_steps",
+    "plot_average_function", "plot_sinusoid_fits", "snippet_meta_step", "train_overwriting_regressor",
 ]
 
 Params = dict[str, torch.Tensor]
@@ -208,6 +212,124 @@ def head_only(method: MAML) -> Iterator[MAML]:
         yield method
     finally:
         method.anil = old
+
+
+# ----------------------------------------------------------------------------- zero head and Proto-MAML
+
+
+@contextmanager
+def adapting_steps(method: MAML, steps: int) -> Iterator[MAML]:
+    """Within the block, ``method`` takes ``steps`` inner steps at test time (``test_steps``; 0: it predicts
+    from the task's starting weights); afterwards its own number again.  The weights are not touched."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0; got {steps!r}")
+    old = method.test_steps
+    method.test_steps = steps
+    try:
+        yield method
+    finally:
+        method.test_steps = old
+
+
+def accuracy_by_steps(methods: Mapping[str, MAML], images: torch.Tensor, steps: Sequence[int] = (0, 1),
+                      ways: int = 5, shots: int = 1, queries: int = 15, episodes: int = 100,
+                      seed: int = 0) -> dict[str, dict[int, EvalResult]]:
+    """``{name: {k: EvalResult}}``: each method evaluated by :func:`metalearn_lite.evaluate` after ``k`` test
+    steps, for every ``k`` in ``steps``.  One seed for all, so every method and every ``k`` sees the same
+    episodes (and a paired comparison is possible on ``EvalResult.accuracies``)."""
+    results: dict[str, dict[int, EvalResult]] = {}
+    for name, method in methods.items():
+        results[name] = {}
+        for k in steps:
+            with adapting_steps(method, k):
+                results[name][k] = evaluate(method, images, ways=ways, shots=shots, queries=queries,
+                                            episodes=episodes, seed=seed)
+    return results
+
+
+def plot_accuracy_by_steps(results: Mapping[str, Mapping[int, EvalResult]], ax=None):
+    """Grouped bars: accuracy (%) with its 95 % interval, one group per number of test steps, one bar per
+    method, and chance (``1 / ways``) as a dotted line.  Returns the axis."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 3.4))
+    names = list(results)
+    ks = sorted({k for r in results.values() for k in r})
+    width = 0.8 / max(len(names), 1)
+    for j, name in enumerate(names):
+        xs = [i + (j - (len(names) - 1) / 2) * width for i in range(len(ks))]
+        means = [100 * results[name][k].mean if k in results[name] else math.nan for k in ks]
+        cis = [100 * results[name][k].ci95 if k in results[name] else 0.0 for k in ks]
+        bars = ax.bar(xs, means, width * 0.95, yerr=cis, capsize=3, label=name)
+        for bar, m in zip(bars, means):
+            if m == m:
+                ax.annotate(f"{m:.1f}", (bar.get_x() + bar.get_width() / 2, m), ha="center", va="bottom",
+                            fontsize=8, xytext=(0, 2), textcoords="offset points")
+    ways = next(iter(next(iter(results.values())).values())).ways
+    ax.axhline(100 / ways, color="gray", ls=":", lw=1, label=f"chance ({100 / ways:.0f} %)")
+    ax.set_xticks(range(len(ks)), [f"{k} step{'s' if k != 1 else ''}" for k in ks])
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("query accuracy (%)")
+    ax.legend(fontsize=8, loc="lower right")
+    return ax
+
+
+def proto_head_case(seed: int, ways: int = 4, features: int = 6, queries: int = 7) -> tuple[torch.Tensor, ...]:
+    """Float64 prototypes ``(ways, features)`` of very different lengths and query features ``(queries,
+    features)`` for :func:`check_proto_head`."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor([0.2, 1.0, 2.5, 6.0], dtype=torch.float64).repeat(ways)[:ways, None]
+    c = torch.randn(ways, features, generator=g, dtype=torch.float64) * lengths
+    phi = c[torch.arange(queries) % ways] + 1.5 * torch.randn(queries, features, generator=g, dtype=torch.float64)
+    return c, phi
+
+
+def _proto_head(fn: Callable[[torch.Tensor], Any]) -> str:
+    def spread(d: torch.Tensor) -> float:
+        """How much ``d`` ``(Q, N)`` varies across classes, at its worst query (0: a shift per query only)."""
+        return float((d.max(-1).values - d.min(-1).values).max())
+
+    for seed in (0, 1, 2):
+        c, phi = proto_head_case(seed)
+        ways, features = c.shape
+        got = fn(c.clone())
+        if got is None:
+            raise CheckFailed("your function returned None: return (W, b), W of shape (N, F) and b of shape (N,)")
+        if not isinstance(got, (tuple, list)) or len(got) != 2:
+            raise CheckFailed(f"return a pair (W, b); got {type(got).__name__}"
+                              + (f" of length {len(got)}" if isinstance(got, (tuple, list)) else ""))
+        w = answer_tensor(got[0], "head weight W (one row per class)", (ways, features)).detach().double()
+        b = answer_tensor(got[1], "head bias b (one entry per class)", (ways,)).detach().double()
+        logits = phi @ w.T + b                                   # what the linear head scores
+        protonet = -((phi[:, None] - c[None]) ** 2).sum(-1)      # ProtoNet's logits, -|phi - c_k|^2
+        scale = max(1.0, float(protonet.abs().max()))
+        if spread(logits - protonet) <= 1e-8 * scale:
+            continue
+        if spread(logits + protonet) <= 1e-8 * scale:
+            raise CheckFailed("your head scores +|phi - c_k|^2: the farthest prototype wins. ProtoNet's logit is the "
+                              "*negative* squared distance; flip the signs of W and b")
+        if spread(2 * logits - protonet) <= 1e-8 * scale:
+            raise CheckFailed("your logits are half of ProtoNet's (-|phi - c_k|^2 / 2, up to a shift): the same "
+                              "ranking, but a softmax at twice the temperature, so different probabilities and a "
+                              "different loss to start the inner loop from. Expand the square: the cross term is "
+                              "-2 c_k . phi")
+        if spread(logits - phi @ w.T) == 0 and spread(protonet - phi @ w.T) > 1e-8 * scale:
+            raise CheckFailed("with b the same for every class, the scores miss a term of the distance that depends "
+                              "on the class. Hint: |phi - c_k|^2 = |phi|^2 - 2 c_k . phi + |c_k|^2; which of the "
+                              "three terms may be dropped, and which must stay in the bias?")
+        raise CheckFailed(f"for a query phi, logits minus (-|phi - c_k|^2) must be the same for every class k (then "
+                          f"the softmax is ProtoNet's); yours differ by up to {spread(logits - protonet):.3g} between "
+                          "classes. Hint: expand |phi - c_k|^2 = |phi|^2 - 2 c_k . phi + |c_k|^2 and match the terms "
+                          "that depend on k with w_k . phi + b_k")
+    return ("w_k . phi + b_k = -|phi - c_k|^2 + |phi|^2 for every class, and |phi|^2 is the same for all classes, so "
+            "the softmax is ProtoNet's: W_k = 2 c_k, b_k = -|c_k|^2 (what ProtoMAML.task_start builds).")
+
+
+def check_proto_head(fn: Callable[[torch.Tensor], Any], strict: bool = False) -> None:
+    """``fn(prototypes (N, F)) -> (W (N, F), b (N,))``: a linear head whose softmax over ``W phi + b`` equals
+    ProtoNet's over ``-|phi - c_k|^2`` for every feature vector ``phi``.  Tested by that property on random float64
+    prototypes of very different lengths (any head that differs only by a shift common to all classes passes).
+    Returns None."""
+    return report(_proto_head, fn, strict)
 
 
 # ----------------------------------------------------------------------------- the bug hunt

@@ -13,6 +13,7 @@ from ..exercises import Exercise
 from ..lesson04 import (
     check_first_order_prediction,
     check_meta_step,
+    check_proto_head,
     check_quadratic_meta_gradient,
     check_zero_head_prediction,
 )
@@ -104,9 +105,21 @@ def predict_zero_head():
     return 0.0, accuracy[0] - accuracy[1]
 
 
+def _proto_head(prototypes):
+    """-|phi - c_k|^2 = 2 c_k . phi - |c_k|^2 - |phi|^2.  The last term is the same for every class k, and adding
+    the same number to every logit leaves the softmax unchanged, so drop it: what is left is linear in phi, with
+    weight 2 c_k and bias -|c_k|^2."""
+    return 2 * prototypes, -(prototypes * prototypes).sum(-1)
+
+
+def derive_proto_head():
+    return (_proto_head,)
+
+
 EXERCISES = [
     Exercise("fix_the_snippet", "implement", check_meta_step, fix_the_snippet),
     Exercise("derive_transpose", "derive", check_quadratic_meta_gradient, derive_transpose),
     Exercise("predict_first_order", "predict", check_first_order_prediction, predict_first_order),
     Exercise("predict_zero_head", "predict", check_zero_head_prediction, predict_zero_head),
+    Exercise("derive_proto_head", "derive", check_proto_head, derive_proto_head),
 ]
