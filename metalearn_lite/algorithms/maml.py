@@ -391,7 +391,9 @@ class MAML(EpisodicMethod):
                                              start=self.task_start)
                 check_finite_inner(inner, self.inner_lr if isinstance(lr, dict) else lr, q)
                 grads = torch.autograd.grad(q.sum() / tasks, weights, allow_unused=True)
-                total = [t if g is None else t + g for t, g in zip(total, grads)]
+                for t, g in zip(total, grads):
+                    if g is not None:
+                        t.add_(g)  # in place: no new buffer per task
                 qlosses.append(q.detach())
                 outs.append(out.detach())
                 inners.append(inner)
