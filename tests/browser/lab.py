@@ -407,8 +407,10 @@ _FIND_CONTROLS = r"""
     ['toggle-button', 'widget-toggle-button'], ['radio', 'widget-radio'], ['button', 'widget-button'],
     ['text', 'widget-text'],
   ];
+  // display-only views: containers, text, images, progress bars (tqdm's in full mode: widget-hprogress)
   const PASSIVE = ['widget-box', 'widget-container', 'widget-output', 'widget-label', 'widget-html',
-                   'widget-htmlmath', 'widget-image', 'widget-progress', 'widget-valid', 'widget-readout'];
+                   'widget-htmlmath', 'widget-image', 'widget-progress', 'widget-hprogress', 'widget-vprogress',
+                   'widget-valid', 'widget-readout'];
   const found = [], unknown = [];
   let outputs = 0;
   const cells = [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell')];
