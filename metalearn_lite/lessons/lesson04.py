@@ -37,6 +37,7 @@ from ..datasets.sinusoid import SinusoidTasks
 from ..episodes import Episode
 from ..evaluation import EvalResult, evaluate
 from ..models import MLP
+from ..validation import non_negative_int
 from .exercises import CheckFailed, answer_tensor, report
 
 __all__ = [
@@ -221,8 +222,7 @@ def head_only(method: MAML) -> Iterator[MAML]:
 def adapting_steps(method: MAML, steps: int) -> Iterator[MAML]:
     """Within the block, ``method`` takes ``steps`` inner steps at test time (``test_steps``; 0: it predicts
     from the task's starting weights); afterwards its own number again.  The weights are not touched."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be an integer >= 0; got {steps!r}")
+    non_negative_int("steps", steps)
     old = method.test_steps
     method.test_steps = steps
     try:
