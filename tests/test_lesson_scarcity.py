@@ -10,6 +10,7 @@ from conftest import check_passes
 from metalearn_lite.lessons.lesson01 import (
     CapacityExplorer,
     CheckFailed,
+    Fit,
     Split,
     argmax_has_no_gradient,
     check_random_label_prediction,
@@ -71,7 +72,13 @@ def test_learning_curves_shape_and_plots(chars):
     for c in curves.values():
         assert c["train"].shape == (2, 1) and ((0 <= c["test"]) & (c["test"] <= 1)).all()
     assert plot_learning_curves(curves, [1, 3], chance=0.2) is not None
-    assert plot_fit(fit_cnn(split_drawings(chars, 1, 2), width=8, steps=3), "x", 0.2) is not None
+    fit = fit_cnn(split_drawings(chars, 1, 2), width=8, steps=3)
+    assert plot_fit(fit, "x", 0.2) is not None
+    other = Fit(train_acc=0.5, test_acc=0.25, parameters=1, seconds=0.0)
+    ax = plot_fit(fit, "x", 0.2, reference=other, reference_label="width 32").axes[0]
+    ticks = sorted(y for c in ax.collections for seg in c.get_segments() for y in {seg[0][1]})
+    assert ticks == [25.0, 50.0]   # the reference's accuracies, in %, one tick per bar
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["width 32"]
 
 
 # ----------------------------------------------------------------------------- exercise checks

@@ -305,15 +305,22 @@ def plot_learning_curves(curves: dict[str, dict[str, np.ndarray]], shots: Sequen
     return fig
 
 
-def plot_fit(fit: Fit, title: str, chance: float) -> Figure:
-    """Two bars, training and held-out accuracy, with the gap between them marked."""
+def plot_fit(fit: Fit, title: str, chance: float, reference: Fit | None = None,
+             reference_label: str = "default") -> Figure:
+    """Two bars, training and held-out accuracy, with the gap between them marked; ``reference`` (another
+    setting's :class:`Fit`) is drawn as a black tick on each bar, for comparison."""
     fig, ax = plt.subplots(figsize=(4.2, 3.0))
     bars = ax.bar(["training", "held out"], [100 * fit.train_acc, 100 * fit.test_acc],
                   color=["tab:blue", "tab:red"], width=0.5)
     for bar in bars:
         ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 1.5, f"{bar.get_height():.0f}%", ha="center")
+    if reference is not None:
+        for bar, value in zip(bars, (reference.train_acc, reference.test_acc)):
+            ax.hlines(100 * value, bar.get_x() - 0.05, bar.get_x() + bar.get_width() + 0.05, color="k", lw=2.5,
+                      label=reference_label if bar is bars[0] else None)
+        ax.legend(fontsize=8, loc="upper right", frameon=False)
     ax.axhline(100 * chance, color="gray", ls=":", lw=1)
-    ax.set_ylim(0, 110)
+    ax.set_ylim(0, 118 if reference is not None else 110)
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"{title}\ngap {100 * (fit.train_acc - fit.test_acc):.0f} points, {fit.parameters:,} parameters",
                  fontsize=9)
