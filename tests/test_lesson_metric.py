@@ -218,3 +218,25 @@ def test_relation_matrix_is_the_models_own_scores_in_both_orders() -> None:
     assert len(plot_relation_matrix(scores, x, "t").axes) == 2
     with pytest.raises(ValueError, match="drawings"):
         relation_matrix(model, x[0])
+
+
+def test_accuracy_grid_places_each_setting_in_its_row_and_column() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from metalearn_lite.lessons.lesson02 import plot_accuracy_grid
+
+    acc = {(0.5, "euclidean", "all"): 71.0, (2.0, "euclidean", "all"): 55.0, (0.5, "cosine", "batch_hard"): 62.0}
+    fig, ax = plt.subplots()
+    plot_accuracy_grid(ax, acc, chosen=(2.0, "euclidean", "all"))
+    image = ax.images[0].get_array()
+    # rows in order of appearance: euclidean/all, then cosine/batch_hard; columns by margin: 0.5 then 2.0
+    assert image[0, 0] == 71.0 and image[0, 1] == 55.0 and image[1, 0] == 62.0
+    assert bool(image.mask[1, 1]) or image[1, 1] != image[1, 1]   # the missing setting stays blank (NaN)
+    assert sorted(t.get_text() for t in ax.texts) == ["55", "62", "71"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["euclidean, all", "cosine, batch_hard"]
+    (box,) = ax.patches
+    assert box.get_xy() == (0.5, -0.5)   # the chosen setting: row 0, column 1
+    plt.close(fig)

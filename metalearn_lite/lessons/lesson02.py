@@ -6,8 +6,8 @@
   it fail), :func:`fit_small_embedding` and :func:`distance_stats` to see what a loss does to an embedding.
 * A learned comparison: :func:`relation_matrix` and :func:`plot_relation_matrix`, the relation scores of a
   shipped Relation Network between a few drawings (the bridge to lesson 03).
-* The widget: :class:`TripletExplorer`, short triplet-network runs, each measured on the embeddings of
-  the test drawings and cached by setting.
+* The widget: :func:`train_triplet` (short triplet-network runs), :func:`embedding_accuracy` (each measured
+  on the embeddings of the test drawings) and :func:`plot_accuracy_grid` (every setting's accuracy at once).
 * The exercises' checks (``check_*``): each prints "Correct! ..." or "Not yet: ..." and returns ``None``;
   ``strict=True`` raises :class:`~metalearn_lite.lessons.exercises.CheckFailed` instead.
 """
@@ -281,8 +281,8 @@ def train_triplet(
     """A short triplet-network run for the lesson's widget: Conv-4 with ``hidden`` filters, batches of
     10 classes x 5 drawings of ``images`` ``(classes, drawings, 1, H, W)``, ``steps`` Adam steps.
 
-    Short on purpose (a widget press must answer within seconds): the networks it returns are far from
-    converged, so compare settings with each other, not with the shipped model.
+    Short on purpose (the lesson trains one for each of its widget's settings): the networks it returns are
+    far from converged, so compare settings with each other, not with the shipped model.
     """
     from ..algorithms import TripletNet
     from ..episodes import EpisodeSampler
@@ -296,6 +296,31 @@ def train_triplet(
         train(model, tasks, steps=steps, lr=lr, val_every=steps, save_every=steps, out_dir=out_dir,
               progress=progress, resume=False)
     return model
+
+
+def plot_accuracy_grid(ax: Axes, accuracy: dict[tuple[float, str, str], float],
+                       chosen: tuple[float, str, str] | None = None) -> Axes:
+    """A heat map of ``accuracy`` (in %) keyed by ``(margin, distance, mining)``: one row per
+    ``(distance, mining)`` (top to bottom in the order they first appear), one column per margin
+    (ascending), each cell annotated; ``chosen`` is outlined.  Missing combinations stay blank."""
+    margins = sorted({k[0] for k in accuracy})
+    rows = list(dict.fromkeys(k[1:] for k in accuracy))
+    grid = torch.full((len(rows), len(margins)), float("nan"))
+    for (m, d, mi), acc in accuracy.items():
+        grid[rows.index((d, mi)), margins.index(m)] = acc
+    ax.imshow(grid.numpy(), cmap="viridis", vmin=20, vmax=100, aspect="auto")
+    for r in range(len(rows)):
+        for c in range(len(margins)):
+            if not torch.isnan(grid[r, c]):
+                ax.text(c, r, f"{grid[r, c]:.0f}", ha="center", va="center", fontsize=9,
+                        color="white" if grid[r, c] < 60 else "black")
+    if chosen is not None and chosen[0] in margins and chosen[1:] in rows:
+        r, c = rows.index(chosen[1:]), margins.index(chosen[0])
+        ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="tab:orange", linewidth=3))
+    ax.set_xticks(range(len(margins)), [f"{m:g}" for m in margins])
+    ax.set_yticks(range(len(rows)), [f"{d}, {mi}" for d, mi in rows], fontsize=8)
+    ax.set_xlabel("margin")
+    return ax
 
 
 def embedding_accuracy(
