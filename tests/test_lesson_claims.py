@@ -22,6 +22,18 @@ def test_every_number_in_prose_is_backed(path: Path) -> None:
     assert not claims, "numbers in the prose that no output, code or citation backs:\n" + "\n".join(map(str, claims))
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_no_control_characters_in_the_prose(path: Path) -> None:
+    r"""A backslash eaten by a Python string (``"\\rVert"`` written as ``"\rVert"``) leaves a control
+    character that breaks the rendered formula; only newlines belong in a markdown cell."""
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    bad = [(i, repr(text[max(0, j - 20):j + 10]))
+           for i, cell in enumerate(cells) if cell["cell_type"] == "markdown"
+           for text in ["".join(cell["source"])]
+           for j, ch in enumerate(text) if ord(ch) < 32 and ch != "\n"]
+    assert not bad, f"{path.name}: control characters in markdown cells (cell, context): {bad}"
+
+
 def _notebook(tmp_path: Path, markdown: str, printed: str, code: str = "print()") -> Path:
     nb = {
         "cells": [
