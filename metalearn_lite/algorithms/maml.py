@@ -65,7 +65,7 @@ from .inner_loop import (
     LossFn,
     Params,
     Rate,
-    adapt_tasks,
+    adapted_params_tasks,
     check_batching,
     check_finite_inner,
     forward_tasks,
@@ -418,7 +418,7 @@ class MAML(EpisodicMethod):
 
     # ------------------------------------------------------------------ adaptation at test time
 
-    def adapted(self, x: torch.Tensor, y: torch.Tensor, steps: int | None = None) -> Params:
+    def adapted_params(self, x: torch.Tensor, y: torch.Tensor, steps: int | None = None) -> Params:
         """Test-time adaptation of every task in ``x`` ``(T, S, ...)``: ``{name: (T, *shape)}``.
 
         The stored weights receive no gradient; the steps are first-order (nothing is differentiated
@@ -430,9 +430,9 @@ class MAML(EpisodicMethod):
             lr = {n: v.detach() for n, v in lr.items()}
         self._with_classes(y)
         with torch.enable_grad():
-            adapted, inner = adapt_tasks(self.net, self.start_params(True, y if self.classifier else None), x, y,
-                                         self.task_loss, steps, lr, True, self.trainable_names(),
-                                         self.resolve_batching(True, x.device), start=self.task_start)
+            adapted, inner = adapted_params_tasks(self.net, self.start_params(True, y if self.classifier else None), x,
+                                                  y, self.task_loss, steps, lr, True, self.trainable_names(),
+                                                  self.resolve_batching(True, x.device), start=self.task_start)
         check_finite_inner(inner, lr)
         return {n: p.detach() for n, p in adapted.items()}
 
@@ -460,13 +460,13 @@ class MAML(EpisodicMethod):
             check_input(support_x, "support_x")
             check_input(support_y, "support_y")
         check_weights(self, "this MAML")
-        params = self.adapted(support_x[None], support_y[None], steps)
+        params = self.adapted_params(support_x[None], support_y[None], steps)
         return AdaptedModel(self.net, {n: p[0] for n, p in params.items()}, classes)
 
     def query_losses(self, episode: Episode, steps: int | None = None) -> torch.Tensor:
         """Per-task query loss ``(T,)`` after ``test_steps`` (or ``steps``) steps on each support set
         (for a regressor on ``"mse"``: the query mean squared error)."""
-        params = self.adapted(episode.support_x, episode.support_y, steps)
+        params = self.adapted_params(episode.support_x, episode.support_y, steps)
         with torch.no_grad():
             out = self.forward_with(params, episode.query_x)
             return torch.stack([self._loss_fn(o, y) for o, y in zip(out, episode.query_y)])
@@ -487,7 +487,7 @@ class MAML(EpisodicMethod):
         if not self.classifier:
             raise ValueError("logits() is for classifiers; this MAML is a regressor: use adapt() or query_losses()")
         classes, targets = check_task(support_x, support_y, query_x)
-        params = self.adapted(support_x[None], targets[None])
+        params = self.adapted_params(support_x[None], targets[None])
         return self.forward_with(params, query_x[None])[0]
 
     @torch.no_grad()

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..episodes import Episode
-from .inner_loop import LossFn, Params, adapt_tasks, check_finite_inner, params_of
+from .inner_loop import LossFn, Params, adapted_params_tasks, check_finite_inner, params_of
 from .maml import MAML, find_head
 
 
@@ -60,8 +60,9 @@ class Reptile(MAML):
         y = torch.cat([episode.support_y, episode.query_y], 1)
         self._with_classes(y)
         with torch.enable_grad():
-            phi, inner = adapt_tasks(self.net, params_of(self.net, detach=True), x, y, self.task_loss,
-                                     self.inner_steps, self.inner_lr, True, None, self.resolve_batching(True, x.device))
+            phi, inner = adapted_params_tasks(self.net, params_of(self.net, detach=True), x, y, self.task_loss,
+                                              self.inner_steps, self.inner_lr, True, None,
+                                              self.resolve_batching(True, x.device))
         check_finite_inner(inner, self.inner_lr)
         phi = {n: p.detach() for n, p in phi.items()}
         if self.training and torch.is_grad_enabled():
