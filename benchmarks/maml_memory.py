@@ -67,8 +67,9 @@ def per_task_step(method: MAML, ep: Episode, opt: torch.optim.Optimizer) -> None
 
 
 def one_backward_step(method: MAML, ep: Episode, opt: torch.optim.Optimizer) -> None:
-    q, _, _ = task_outputs(method.net, method.start_params(labels=ep.support_y), ep.support_x, ep.support_y,
-                           ep.query_x, ep.query_y, method.task_loss, method.inner_steps, method.inner_lr,
+    ways = method.task_classes(ep.support_y)
+    q, _, _ = task_outputs(method.net, method.start_params(ways=ways), ep.support_x, ep.support_y,
+                           ep.query_x, ep.query_y, method.task_loss_for(ways), method.inner_steps, method.inner_lr,
                            method.first_order, method.trainable_names(), batching="loop")
     opt.zero_grad(set_to_none=True)
     q.mean().backward()

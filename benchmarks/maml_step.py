@@ -74,11 +74,12 @@ class UserCNN(torch.nn.Module):
 
 
 def build(family: str, **kw) -> MAML:
-    """The method a family's rows measure."""
+    """The method a family's rows measure: a meta-learned head (``zero_head=False``, as the course's recipes train
+    it), since the clone baseline adapts every parameter of the module."""
     if family == "conv4":
-        return MAML(ways=5, inner_lr=0.4, **kw)
+        return MAML(ways=5, inner_lr=0.4, zero_head=False, **kw)
     if family == "custom":
-        return MAML(UserCNN(5), ways=5, inner_lr=0.4, **kw)
+        return MAML(UserCNN(5), ways=5, inner_lr=0.4, zero_head=False, **kw)
     return MAML(ml.MLP(1, (40, 40), 1), loss="mse", inner_lr=0.01, **kw)
 
 

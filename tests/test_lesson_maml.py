@@ -174,15 +174,15 @@ def test_one_step_from_a_zero_head_adapts_the_head_only():
     net = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
     maml = MAML(net, ways=3, inner_lr=0.5, zero_head=True, test_steps=1, meta_sgd=True)
     x, y = torch.randn(1, 6, 4), torch.arange(3).repeat(2)[None]
-    full = maml.adapted(x, y)
+    full = maml.adapted_params(x, y)
     with head_only(maml):
         assert maml.trainable_names() == ["2.weight", "2.bias"]
-        head = maml.adapted(x, y)
+        head = maml.adapted_params(x, y)
     assert not maml.anil  # restored
     assert all(torch.equal(full[n], head[n]) for n in full)
-    full3, head3 = maml.adapted(x, y, steps=3), None
+    full3, head3 = maml.adapted_params(x, y, steps=3), None
     with head_only(maml):
-        head3 = maml.adapted(x, y, steps=3)
+        head3 = maml.adapted_params(x, y, steps=3)
     assert not torch.equal(full3["0.weight"], head3["0.weight"])  # from the second step on, the body moves
 
 
@@ -244,7 +244,7 @@ def test_proto_maml_at_zero_steps_is_protonet_on_the_same_features():
     methods, images = _small_classifiers()
     proto = methods["Proto-MAML"]
     sx, sy, qx = images[:3, 0], torch.arange(3), images[:3, 1:].flatten(0, 1)
-    start = proto.adapted(sx[None], sy[None], steps=0)
+    start = proto.adapted_params(sx[None], sy[None], steps=0)
     with torch.no_grad():
         prototypes = proto.net[0](sx)  # one support example per class: the prototypes are its features
     w, b = _proto_head(prototypes)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from metalearn_lite.algorithms import MAML, Reptile
-from metalearn_lite.algorithms.inner_loop import adapt, params_of, task_outputs
+from metalearn_lite.algorithms.inner_loop import adapted_params, params_of, task_outputs
 from metalearn_lite.algorithms.reptile import reptile_surrogate
 from metalearn_lite.checkpoints import load_checkpoint, save_checkpoint
 from metalearn_lite.datasets.sinusoid import SinusoidTasks
@@ -201,14 +201,14 @@ def test_anil_inner_loop_leaves_the_body_untouched():
     assert method.trainable_names() == ["head.weight", "head.bias"]
     ep = image_tasks()
     params = params_of(method.net)
-    adapted, inner = adapt(method.net, params, ep.support_x[0], ep.support_y[0], F.cross_entropy, 2, 0.3,
+    adapted, inner = adapted_params(method.net, params, ep.support_x[0], ep.support_y[0], F.cross_entropy, 2, 0.3,
                            trainable=method.trainable_names())
     for name, p in params.items():
         if name.startswith("head."):
             assert not torch.equal(adapted[name], p), name
         else:
             assert adapted[name] is p, name
-    batched = method.adapted(ep.support_x, ep.support_y)
+    batched = method.adapted_params(ep.support_x, ep.support_y)
     for name, p in params.items():
         if not name.startswith("head."):
             torch.testing.assert_close(batched[name], p.detach().expand_as(batched[name]), rtol=0, atol=0)
@@ -277,7 +277,7 @@ def test_zero_head_starts_every_task_from_zero_and_one_step_gives_the_closed_for
     assert torch.count_nonzero(head.weight) == 0 and torch.count_nonzero(head.bias) == 0
     assert not head.weight.requires_grad and not head.bias.requires_grad
     ep = image_tasks(tasks=2, ways=3, shots=2, seed=4)
-    adapted = method.adapted(ep.support_x, ep.support_y, steps=1)
+    adapted = method.adapted_params(ep.support_x, ep.support_y, steps=1)
     for t in range(2):
         phi = method.net.embed(ep.support_x[t]).detach()  # (S, D), the support's own batch statistics
         onehot = F.one_hot(ep.support_y[t], 3).double()
@@ -338,7 +338,7 @@ def test_zero_head_model_takes_tasks_of_any_number_of_classes():
     loss.backward()
     assert method.inner_lrs["head__weight"].grad.abs().sum() > 0
     ep = image_tasks(tasks=1, ways=3, shots=2, seed=7)
-    adapted = method.adapted(ep.support_x, ep.support_y, steps=1)
+    adapted = method.adapted_params(ep.support_x, ep.support_y, steps=1)
     phi = method.net.embed(ep.support_x[0]).detach()
     rate = method.rate()["head.weight"].detach()
     expected = rate * ((F.one_hot(ep.support_y[0], 3).double() - 1 / 3).T @ phi) / len(phi)

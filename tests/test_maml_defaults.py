@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import metalearn_lite as ml
-from metalearn_lite.algorithms.maml import default_zero_head, find_head
+from metalearn_lite.algorithms.head import default_zero_head, find_head
 
 
 class TinyCNN(nn.Module):

@@ -186,7 +186,6 @@ def query_loss_with_fixed_gradients(method: MetaLSTM, episode: Episode, given: l
     losses = []
     for i in range(episode.num_tasks):
         sx, sy, qx, qy = episode.task(i).unbatched()
-        method._with_classes(sy)
         theta, shapes = method.start(int(sy.max()) + 1)
         final = method.unroll(theta, shapes, sx, sy, method.inner_steps, given=given[i]).theta
         losses.append(F.cross_entropy(functional_call(method.net, method.params(final, shapes), (qx,)), qy))
@@ -202,7 +201,6 @@ def test_meta_gradient_matches_central_differences_with_the_gradients_held_const
     with torch.no_grad():
         for i in range(2):
             sx, sy, _, _ = ep.task(i).unbatched()
-            method._with_classes(sy)
             theta, shapes = method.start(2)
             run = method.unroll(theta, shapes, sx, sy, method.inner_steps)
             given.append(list(zip(run.grads, run.losses)))

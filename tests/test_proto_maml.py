@@ -47,7 +47,7 @@ def proto_maml(**kw) -> ml.ProtoMAML:
 def test_the_head_starts_from_the_prototypes_and_classifies_like_protonet():
     m = proto_maml()
     ep = tasks(seed=1)
-    start = m.adapted(ep.support_x, ep.support_y, steps=0)
+    start = m.adapted_params(ep.support_x, ep.support_y, steps=0)
     for t in range(2):
         phi = m.net.body(ep.support_x[t])
         c = class_means(phi, ep.support_y[t], 3)

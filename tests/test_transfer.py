@@ -13,7 +13,7 @@ from metalearn_lite.algorithms.transfer import (
     FineTune,
     LinearProbe,
     Pretrained,
-    adapt,
+    adapter,
     conv_blocks,
 )
 from metalearn_lite.checkpoints import load_checkpoint
@@ -153,6 +153,20 @@ def test_fine_tune_changes_a_copy_and_never_the_pretrained_model(task):
     assert same(before, snapshot(model))
 
 
+def test_adapt_returns_a_classifier_that_scores_and_predicts_like_the_adapter(task):
+    """``adapt`` means what it means for MAML: the support set in, a model that scores and predicts out."""
+    model = tiny()
+    sx, sy, qx = task
+    ft = FineTune(model, steps=3, lr=1e-2)
+    adapted = ft.adapt(sx, sy)
+    assert torch.equal(adapted.classes, torch.tensor([2, 7, 9]))
+    with torch.no_grad():
+        scores = adapted(qx)
+    assert scores.shape == (5, 3) and torch.equal(scores, ft.logits(sx, sy, qx))
+    assert torch.equal(adapted.predict(qx), ft.predict(sx, sy, qx))
+    assert set(adapted.predict(qx).tolist()) <= {2, 7, 9}
+
+
 @pytest.mark.parametrize("frozen", [1, 2, 3])
 def test_fine_tune_frozen_layers_stay_frozen(task, frozen):
     model = tiny()
@@ -205,7 +219,7 @@ def test_adapters_work_through_evaluate(omniglot):
     model = tiny()
     before = snapshot(model)
     for mode, options in [("probe", {}), ("finetune", {"steps": 2}), ("baseline++", {"steps": 2})]:
-        result = evaluate(adapt(model, mode, **options), data, ways=3, shots=1, queries=2, episodes=2)
+        result = evaluate(adapter(model, mode, **options), data, ways=3, shots=1, queries=2, episodes=2)
         assert len(result.accuracies) == 2
     assert same(before, snapshot(model))
 
@@ -239,8 +253,8 @@ def test_runaway_fine_tune_stops_with_a_clear_error(task):
         (lambda m: LinearProbe(m, head="svm"), "unknown probe head"),
         (lambda m: LinearProbe(m, C=0), "C .* must be > 0"),
         (lambda m: LinearProbe(torch.nn.Linear(3, 3)), "expected a Pretrained model"),
-        (lambda m: adapt(m, "distill"), "unknown adaptation mode"),
-        (lambda m: adapt(m, "probe", steps=3), "bad option for probe"),
+        (lambda m: adapter(m, "distill"), "unknown adaptation mode"),
+        (lambda m: adapter(m, "probe", steps=3), "bad option for probe"),
         (lambda m: Pretrained(classes=1), "classes must be an int >= 2"),
         (lambda m: Pretrained(torch.nn.Linear(3, 3)), "needs a Conv4 backbone"),
         (lambda m: Pretrained(head="mlp"), "unknown head"),

@@ -4,8 +4,9 @@ checkpoints rebuild them from (``method.name -> class``)."""
 from __future__ import annotations
 
 from .base import EpisodicMethod
+from .gradient_learner import AdaptedModel, GradientLearner
 from .learned_optimizer import LearnedOptimizer, hand_designed, meta_train, optimize, tune_learning_rate
-from .maml import MAML, AdaptedModel
+from .maml import MAML
 from .mann import MANN, LSTMOneShot
 from .matching import MatchingNet
 from .meta_lstm import MetaLSTM
@@ -33,5 +34,5 @@ def build_method(name: str, **config) -> EpisodicMethod:
 __all__ = ["METHODS", "MAML", "MANN", "AdaptedModel", "BaselinePlusPlus", "EpisodicMethod", "FineTune",
            "LSTMOneShot", "LinearProbe", "NTMCopy", "Pretrained", "ProtoNet", "Reptile", "SiameseNet", "TripletNet",
            "build_method", "MetaLSTM"]
-__all__ += ["MatchingNet", "ProtoMAML", "RelationNet"]
+__all__ += ["GradientLearner", "MatchingNet", "ProtoMAML", "RelationNet"]
 __all__ += ["LearnedOptimizer", "hand_designed", "meta_train", "optimize", "tune_learning_rate"]

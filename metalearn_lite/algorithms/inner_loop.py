@@ -56,7 +56,7 @@ def _rate(lr: Rate, name: str) -> torch.Tensor | float:
     return lr[name] if isinstance(lr, dict) else lr
 
 
-def adapt(
+def adapted_params(
     net: nn.Module,
     params: Params,
     x: torch.Tensor,
@@ -173,14 +173,14 @@ def task_outputs(
 
     def one(sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor, functional: bool):
         first = params if start is None else start(params, sx, sy)
-        adapted, inner = adapt(net, first, sx, sy, loss_fn, steps, lr, first_order, trainable, functional)
+        adapted, inner = adapted_params(net, first, sx, sy, loss_fn, steps, lr, first_order, trainable, functional)
         out = functional_call(net, adapted, (qx,))
         return loss_fn(out, qy), out, inner
 
     return over_tasks(one, batching, support_x, support_y, query_x, query_y)
 
 
-def adapt_tasks(
+def adapted_params_tasks(
     net: nn.Module,
     params: Params,
     x: torch.Tensor,
@@ -200,7 +200,7 @@ def adapt_tasks(
 
     def one(xi: torch.Tensor, yi: torch.Tensor, functional: bool):
         first = params if start is None else start(params, xi, yi)
-        return adapt(net, first, xi, yi, loss_fn, steps, lr, first_order, trainable, functional)
+        return adapted_params(net, first, xi, yi, loss_fn, steps, lr, first_order, trainable, functional)
 
     return over_tasks(one, batching, x, y)
 

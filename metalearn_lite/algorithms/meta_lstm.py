@@ -41,7 +41,8 @@ set) and minimises the cross-entropy of the final learner ``theta_T`` on the tas
 respect to ``c_0``, the first layer and the gates' weights.  At test time the same updates run
 ``test_steps`` times and classify the queries.
 
-Two options the paper does not have, both from the course's MAML (``metalearn_lite.algorithms.maml``):
+Two options the paper does not have, shared with the course's MAML
+(:class:`~metalearn_lite.algorithms.gradient_learner.GradientLearner`):
 ``zero_head=True`` starts every task's output layer at zero (the zeroing trick of Kao et al. 2022: a
 head built for each task's number of classes, never meta-trained), and :meth:`MetaLSTM.init_body`
 starts meta-training from a pretrained Conv-4 body.  From a zero head the first update (1) gives the
@@ -58,26 +59,15 @@ import math
 from typing import Any, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
 from ..episodes import Episode
 from ..fewshot import check_task
-from ..models import Conv4
-from ..validation import finite_number, flag, int_at_least, non_negative_int
-from .base import EpisodicMethod
-from .inner_loop import Params
+from ..validation import finite_number, int_at_least
+from .gradient_learner import GradientLearner, TaskGradients
+from .inner_loop import Params, over_tasks
 from .lstm import preprocess_gradient
-from .maml import (
-    MAML,
-    AdaptedModel,
-    check_adaptable,
-    check_class_scores,
-    find_head,
-    with_gradient,
-    zero_and_freeze_head,
-)
 
 
 class MetaLSTMState(NamedTuple):
@@ -101,7 +91,7 @@ class Unrolled(NamedTuple):
     input: list[torch.Tensor]
 
 
-class MetaLSTM(EpisodicMethod):
+class MetaLSTM(GradientLearner):
     """The Meta-LSTM of Ravi & Larochelle (2017) on any classifier (see the module docstring).
 
     Args:
@@ -128,32 +118,17 @@ class MetaLSTM(EpisodicMethod):
     """
 
     name = "meta_lstm"
-    module_args = ("model",)
-    adapts_with_gradients = True  # adaptation needs the learner's gradients, so evaluation keeps autograd on
 
     def __init__(self, model: nn.Module | None = None, ways: int = 5, lstm_hidden: int = 20, inner_steps: int = 5,
                  test_steps: int | None = None, zero_head: bool = False, head: str | None = None,
                  forget_bias: float = 4.5, input_bias: float = -4.5) -> None:
-        int_at_least("ways", ways, 1)
         int_at_least("lstm_hidden", lstm_hidden, 1)
-        non_negative_int("inner_steps", inner_steps)
-        test_steps = inner_steps if test_steps is None else non_negative_int("test_steps", test_steps)
         for key, v in (("forget_bias", forget_bias), ("input_bias", input_bias)):
             finite_number(key, v)
-        flag("zero_head", zero_head)
-        if model is None:
-            model = Conv4(norm="batch", out_features=ways)
-        if not isinstance(model, nn.Module):
-            raise ValueError(f"model must be a torch.nn.Module (or None for Conv-4); got {type(model).__name__}")
-        check_adaptable(model)
         super().__init__(model=model, ways=ways, lstm_hidden=lstm_hidden, inner_steps=inner_steps,
-                         test_steps=test_steps, zero_head=zero_head, head=find_head(model, head),
-                         forget_bias=float(forget_bias), input_bias=float(input_bias))
-        self.net, self.ways, self.head_prefix = model, ways, self.config["head"]
-        self.inner_steps, self.test_steps, self.zero_head = inner_steps, test_steps, zero_head
-        if zero_head:
-            zero_and_freeze_head(self.net, self.head_prefix)
-        self.names = [n for n, p in self.net.named_parameters() if p.requires_grad or self._zeroed(n)]
+                         test_steps=inner_steps if test_steps is None else test_steps, zero_head=zero_head,
+                         head=head, forget_bias=float(forget_bias), input_bias=float(input_bias))
+        self.names = self.trainable_names()  # the coordinates of theta, in order
         # the meta-learner: the first layer on the preprocessed (gradient, loss), and the two gates, whose
         # weights act on [h (lstm_hidden), theta, previous gate]
         self.lstm = nn.LSTMCell(4, lstm_hidden)
@@ -169,29 +144,12 @@ class MetaLSTM(EpisodicMethod):
 
     # ------------------------------------------------------------------ the learner's weights as one vector
 
-    def _zeroed(self, name: str) -> bool:
-        return self.zero_head and name.startswith(self.head_prefix)
-
-    _task_classes: int | None = None
-
-    def task_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of one task's scores ``(B, N)``, refusing scores that do not have one column per class."""
-        check_class_scores(output, target, self._task_classes)
-        return F.cross_entropy(output, target)
-
     def start(self, ways: int | None = None) -> tuple[torch.Tensor, list[tuple[str, torch.Size]]]:
         """``c_0``: the meta-learned initial weights as one vector ``(P,)`` (differentiable), and the
         ``(name, shape)`` of each parameter in it, in order.  With ``zero_head`` the head is zeros with
         ``ways`` rows (default: the stored head's)."""
-        parts, shapes = [], []
-        for n, p in self.net.named_parameters():
-            if n not in self.names:
-                continue
-            if self._zeroed(n) and ways is not None:
-                p = p.new_zeros((ways, *p.shape[1:]))
-            parts.append(p.reshape(-1))
-            shapes.append((n, p.shape))
-        return torch.cat(parts), shapes
+        params = self.start_params(ways=ways)
+        return torch.cat([params[n].reshape(-1) for n in self.names]), [(n, params[n].shape) for n in self.names]
 
     def params(self, theta: torch.Tensor, shapes: list[tuple[str, torch.Size]]) -> Params:
         """The learner's ``{name: tensor}`` from a weight vector ``(P,)`` (views of it), with the parameters
@@ -203,10 +161,10 @@ class MetaLSTM(EpisodicMethod):
     def support_gradient(self, theta: torch.Tensor, shapes: list[tuple[str, torch.Size]], x: torch.Tensor,
                          y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(grad_t, L_t)``: the gradient ``(P,)`` and the loss (0-d) of the learner at ``theta`` on ``x``,
-        ``y``, both constants (detached: no second derivatives)."""
+        ``y`` (labels ``0..N-1``), both constants (detached: no second derivatives)."""
         with torch.enable_grad():
             leaf = theta.detach().requires_grad_(True)
-            loss = self.task_loss(functional_call(self.net, self.params(leaf, shapes), (x,)), y)
+            loss = self.task_loss(functional_call(self.net, self.params(leaf, shapes), (x,)), y, self.task_classes(y))
             (grad,) = torch.autograd.grad(loss, leaf)
         return grad, loss.detach()
 
@@ -257,19 +215,15 @@ class MetaLSTM(EpisodicMethod):
 
     # ------------------------------------------------------------------ meta-training
 
-    def _with_classes(self, labels: torch.Tensor) -> int:
-        self._task_classes = int(labels.max()) + 1
-        return self._task_classes
-
     def task_query_loss(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor,
                         query_y: torch.Tensor, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One task with labels ``0..N-1``: the query loss after ``steps`` (default ``inner_steps``) updates from
         ``c_0`` (differentiable when autograd is on) and the query scores ``(Q, N)``."""
-        ways = self._with_classes(support_y)
+        ways = self.task_classes(support_y)
         theta, shapes = self.start(ways)
         final = self.unroll(theta, shapes, support_x, support_y, self.inner_steps if steps is None else steps).theta
         out = functional_call(self.net, self.params(final, shapes), (query_x,))
-        return self.task_loss(out, query_y), out
+        return self.task_loss(out, query_y, ways), out
 
     def loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
         """The mean query loss of a meta-batch after ``inner_steps`` updates per task, and the query accuracy.
@@ -282,9 +236,7 @@ class MetaLSTM(EpisodicMethod):
             raise ValueError(f"loss() takes a meta-batch (an Episode, e.g. EpisodeSampler(...).sample(4)); "
                              f"got {type(episode).__name__}")
         tasks = episode.num_tasks
-        weights = [p for p in self.parameters() if p.requires_grad]
-        grad_on = torch.is_grad_enabled()
-        total = [torch.zeros_like(p) for p in weights] if grad_on else []
+        grads = TaskGradients(self) if torch.is_grad_enabled() else None
         losses, correct = [], []
         for i in range(tasks):
             q, out = self.task_query_loss(episode.support_x[i], episode.support_y[i], episode.query_x[i],
@@ -292,46 +244,27 @@ class MetaLSTM(EpisodicMethod):
             if not bool(torch.isfinite(q)):
                 raise FloatingPointError(f"the query loss after the learned updates is {float(q)}: lower the learning "
                                          "rate (--lr), clip the gradients (grad_clip) or take fewer steps")
-            if grad_on:
-                grads = torch.autograd.grad(q / tasks, weights, allow_unused=True)
-                total = [t if g is None else t + g for t, g in zip(total, grads)]
+            if grads is not None:
+                grads.add(q / tasks)
             losses.append(q.detach())
             correct.append((out.detach().argmax(-1) == episode.query_y[i]).float().mean())
         mean = torch.stack(losses).mean()
-        loss = with_gradient(mean, weights, total) if grad_on else mean
-        return loss, torch.stack(correct).mean()
+        return mean if grads is None else grads.loss(mean), torch.stack(correct).mean()
 
     # ------------------------------------------------------------------ adaptation at test time
 
-    def _steps(self, steps: int | None) -> int:
-        return self.test_steps if steps is None else non_negative_int("steps", steps)
+    def adapted_params(self, x: torch.Tensor, y: torch.Tensor, steps: int | None = None) -> Params:
+        """The learner's weights ``{name: (T, *shape)}`` after ``steps`` (default ``test_steps``) updates on each
+        task of ``x`` ``(T, S, ...)``, ``y`` ``(T, S)`` (labels ``0..N-1``); nothing is differentiated, the
+        meta-learned weights are unchanged."""
+        steps = self._steps(steps)
 
-    def adapted_params(self, support_x: torch.Tensor, targets: torch.Tensor, steps: int | None = None) -> Params:
-        """The learner's weights ``{name: tensor}`` after ``steps`` (default ``test_steps``) updates on one task
-        (labels ``0..N-1``); nothing is differentiated, the meta-learned weights are unchanged."""
-        ways = self._with_classes(targets)
+        def one(support_x: torch.Tensor, targets: torch.Tensor, functional: bool) -> Params:
+            theta, shapes = self.start(self.task_classes(targets))
+            return self.params(self.unroll(theta, shapes, support_x, targets, steps).theta, shapes)
+
         with torch.no_grad():
-            theta, shapes = self.start(ways)
-            final = self.unroll(theta, shapes, support_x, targets, self._steps(steps)).theta
-            return self.params(final, shapes)
-
-    def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor, steps: int | None = None) -> AdaptedModel:
-        """The learner adapted to one task's support set ``(S, ...)``, ``(S,)``: ``adapted(query_x) -> (Q, N)``.
-
-        Labels may be any integers; output column ``j`` is for the ``j``-th smallest.
-        """
-        classes, targets = check_task(support_x, support_y, support_x)
-        return AdaptedModel(self.net, self.adapted_params(support_x, targets, steps), classes)
-
-    def logits(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
-        """One task: ``test_steps`` learned updates on the support set, then the queries' scores ``(Q, N)``.
-
-        With a batch-statistics norm the query batch is normalised with its own statistics (transductive).
-        """
-        classes, targets = check_task(support_x, support_y, query_x)
-        params = self.adapted_params(support_x, targets)
-        with torch.no_grad():
-            return functional_call(self.net, params, (query_x,))
+            return over_tasks(one, "loop", x, y)
 
     def adaptation_trace(self, support_x: torch.Tensor, support_y: torch.Tensor,
                          steps: int | None = None) -> dict[str, Any]:
@@ -344,9 +277,8 @@ class MetaLSTM(EpisodicMethod):
         """
         _, targets = check_task(support_x, support_y, support_x)
         steps = self._steps(steps)
-        ways = self._with_classes(targets)
         with torch.no_grad():
-            theta, shapes = self.start(ways)
+            theta, shapes = self.start(self.task_classes(targets))
             run = self.unroll(theta, shapes, support_x, targets, steps)
             _, last = self.support_gradient(run.theta, shapes, support_x, targets)
         empty = theta.new_zeros(0, theta.numel())
@@ -357,16 +289,3 @@ class MetaLSTM(EpisodicMethod):
             "grad_norm": torch.stack([g.norm() for g in run.grads]).cpu() if steps else theta.new_zeros(0).cpu(),
             "parameters": [(n, math.prod(s)) for n, s in shapes],
         }
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The meta-learned initial learner itself (for a zero head: all-zero scores)."""
-        return self.net(x)
-
-    def init_body(self, backbone: Conv4) -> list[str]:
-        """Start meta-training from a trained Conv-4 body (e.g. ``pretrained-omniglot``'s backbone): ``c_0``'s
-        convolutions and normalisation scales and shifts are copied from it, the head is left as it is
-        (as :meth:`MAML.init_body <metalearn_lite.algorithms.maml.MAML.init_body>`).  Returns the names copied."""
-        if not isinstance(self.net, Conv4):
-            raise ValueError(f"init_body copies a Conv-4 body into a Conv-4 learner; this learner is a "
-                             f"{type(self.net).__name__}: load your own weights into it before building MetaLSTM")
-        return MAML.init_body(self, backbone)

@@ -32,16 +32,17 @@ from torch import nn
 from torch.func import functional_call
 
 from ..fewshot import class_means
+from .head import find_head, head_layer, is_linear_with_bias
 from .inner_loop import Params
-from .maml import MAML, find_head
+from .maml import MAML
 
 
 def check_linear_head(model: nn.Module, head: str | None) -> None:
-    """``ValueError`` unless ``model``'s head (as :func:`~metalearn_lite.algorithms.maml.find_head` finds it) is an
+    """``ValueError`` unless ``model``'s head (as :func:`~metalearn_lite.algorithms.head.find_head` finds it) is an
     ``nn.Linear`` with a bias, which the prototypes can fill."""
     prefix = find_head(model, head)
-    layer = model.get_submodule(prefix.rstrip(".")) if prefix else model
-    if not isinstance(layer, nn.Linear) or layer.bias is None:
+    layer = head_layer(model, prefix)
+    if not is_linear_with_bias(layer):
         raise ValueError(f"Proto-MAML builds each task's head from the support prototypes (W = 2c, b = -|c|^2), so "
                          f"the model's head ({prefix.rstrip('.') or 'the model'}) must be an nn.Linear with a bias; "
                          f"got {type(layer).__name__}: end the model with one, or name it with head=NAME")
@@ -80,7 +81,7 @@ class ProtoMAML(MAML):
     def head_input(self, params: Params, x: torch.Tensor) -> torch.Tensor:
         """``phi(x)``: what the network with weights ``params`` feeds its head for inputs ``x`` ``(S, ...)`` ->
         ``(S, F)``."""
-        layer = self.net.get_submodule(self.head_prefix.rstrip(".")) if self.head_prefix else self.net
+        layer = head_layer(self.net, self.head_prefix)
         seen: list[torch.Tensor] = []
         handle = layer.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
         try:

@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from ..episodes import Episode
-from .inner_loop import LossFn, Params, adapt_tasks, check_finite_inner, params_of
-from .maml import MAML, find_head
+from .inner_loop import LossFn, Params, adapted_params_tasks, check_finite_inner, params_of
+from .sgd_learner import SGDLearner
 
 
 def reptile_surrogate(theta: Params, phi: Params) -> torch.Tensor:
@@ -34,11 +34,11 @@ def reptile_surrogate(theta: Params, phi: Params) -> torch.Tensor:
     return sum(0.5 * ((theta[n] - phi[n].detach().mean(0)) ** 2).sum() for n in theta)  # type: ignore[return-value]
 
 
-class Reptile(MAML):
+class Reptile(SGDLearner):
     """Reptile on any network (test time: ``test_steps`` SGD steps on the support set, like MAML).
 
-    Args: as :class:`~metalearn_lite.algorithms.maml.MAML` (``inner_steps`` is Reptile's ``k``); nothing is
-    differentiated through the inner loop, so there is no first-order switch.
+    Args: as :class:`~metalearn_lite.algorithms.maml.MAML`'s of the same names (``inner_steps`` is Reptile's
+    ``k``); nothing is differentiated through the inner loop, so there is no first-order switch.
     """
 
     name = "reptile"
@@ -46,26 +46,21 @@ class Reptile(MAML):
     def __init__(self, model: nn.Module | None = None, ways: int = 5, inner_lr: float = 0.1, inner_steps: int = 5,
                  test_steps: int = 10, loss: str | LossFn = "cross_entropy", head: str | None = None,
                  batching: str = "auto") -> None:
-        model = self._default_model(model, ways, loss)
-        super(MAML, self).__init__(model=model, ways=ways, inner_lr=inner_lr, inner_steps=inner_steps,
-                                   test_steps=test_steps, loss=self._loss_name(loss), head=find_head(model, head),
-                                   batching=batching)
-        self._setup(model, ways, inner_lr, inner_steps, test_steps, True, 0, False, False, False, loss,
-                    self.config["head"], batching)
+        super().__init__(model=model, ways=ways, inner_lr=inner_lr, inner_steps=inner_steps, test_steps=test_steps,
+                         loss=loss, head=head, batching=batching)
 
     def reptile_step(self, episode: Episode) -> tuple[torch.Tensor, Params]:
         """The surrogate ``R(theta)`` of a meta-batch and the adapted weights ``phi`` ``{name: (T, *shape)}``:
         every task's support and query examples are its training examples."""
         x = torch.cat([episode.support_x, episode.query_x], 1)
         y = torch.cat([episode.support_y, episode.query_y], 1)
-        self._with_classes(y)
         with torch.enable_grad():
-            phi, inner = adapt_tasks(self.net, params_of(self.net, detach=True), x, y, self.task_loss,
-                                     self.inner_steps, self.inner_lr, True, None, self.resolve_batching(True, x.device))
+            phi, inner = adapted_params_tasks(self.net, params_of(self.net, detach=True), x, y,
+                                              self.task_loss_for(self.task_classes(y)), self.inner_steps,
+                                              self.inner_lr, True, None, self.resolve_batching(True, x.device))
         check_finite_inner(inner, self.inner_lr)
         phi = {n: p.detach() for n, p in phi.items()}
-        if self.training and torch.is_grad_enabled():
-            self.meta_step += 1
+        self.count_meta_step()
         return reptile_surrogate(params_of(self.net), phi), phi
 
     def loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:

@@ -225,12 +225,27 @@ class LinearProbe(_Wrapper):
 
 
 @dataclass
-class Adapted:
-    """One task's adaptation: the (possibly copied) backbone, the new head, and the loss curve."""
+class AdaptedClassifier:
+    """One task's classifier, as :meth:`FineTune.adapt` returns it: ``adapted(x) -> (B, N)`` scores.
+
+    ``backbone`` is the pretrained one (all blocks frozen) or a fine-tuned copy, ``head`` the new head, ``losses``
+    the support loss before each step; output column ``j`` belongs to ``classes[j]``, the ``j``-th smallest
+    support label.
+    """
 
     backbone: Conv4
     head: nn.Module
     losses: list[float]
+    classes: torch.Tensor
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        with _eval_mode(self.backbone):
+            return self.head(self.backbone.embed(x))
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Labels from the support set's labels ``(B,)``."""
+        with torch.no_grad():
+            return self.classes[self(x).argmax(-1)]
 
 
 class _GradientAdapter(_Wrapper):
@@ -258,8 +273,9 @@ class _GradientAdapter(_Wrapper):
         self.head_kind, self.scale, self.weight_decay = head, float(scale), float(weight_decay)
         self.head_init = head_init
 
-    def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor) -> Adapted:
-        """Fit a head (and the unfrozen blocks of a *copy* of the backbone) to one support set.
+    def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor) -> AdaptedClassifier:
+        """A head (and the unfrozen blocks of a *copy* of the backbone) fitted to one support set: ``adapted(query_x)
+        -> (Q, N)`` scores.  Labels may be any integers; output column ``j`` is for the ``j``-th smallest.
 
         ``FloatingPointError`` if the loss stops being finite (learning rate too large).
         """
@@ -267,9 +283,10 @@ class _GradientAdapter(_Wrapper):
         all_frozen = self.frozen_layers == 4
         # batch-norm layers stay in eval mode: 5 support images give useless batch statistics
         with _eval_mode(self.backbone):
-            return self._adapt(support_x, targets, len(classes), all_frozen)
+            return self._adapt(support_x, targets, classes, all_frozen)
 
-    def _adapt(self, support_x: torch.Tensor, targets: torch.Tensor, n: int, all_frozen: bool) -> Adapted:
+    def _adapt(self, support_x: torch.Tensor, targets: torch.Tensor, classes: torch.Tensor,
+               all_frozen: bool) -> AdaptedClassifier:
         backbone = self.backbone if all_frozen else copy.deepcopy(self.backbone)
         if not all_frozen:  # only the copy's flags change; the pretrained model is left as it is
             for i, block in enumerate(conv_blocks(backbone)):
@@ -279,7 +296,7 @@ class _GradientAdapter(_Wrapper):
             if all_frozen:
                 with torch.no_grad():
                     fixed = backbone.embed(support_x)
-            head = self._new_head(backbone, support_x, targets, n)
+            head = self._new_head(backbone, support_x, targets, len(classes))
             params = [p for p in backbone.parameters() if p.requires_grad] + list(head.parameters())
             opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
             losses = []
@@ -299,7 +316,7 @@ class _GradientAdapter(_Wrapper):
         if not all_frozen:
             for p in backbone.parameters():
                 p.requires_grad_(False)
-        return Adapted(backbone, head, losses)
+        return AdaptedClassifier(backbone, head, losses, classes)
 
     def _new_head(self, backbone: Conv4, support_x: torch.Tensor, targets: torch.Tensor, n: int) -> nn.Module:
         dim = backbone.embedding_dim(support_x.shape[-1])
@@ -323,8 +340,8 @@ class _GradientAdapter(_Wrapper):
     def logits(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
         check_task(support_x, support_y, query_x)
         adapted = self.adapt(support_x, support_y)
-        with torch.no_grad(), _eval_mode(adapted.backbone):
-            return adapted.head(adapted.backbone.embed(query_x))
+        with torch.no_grad():
+            return adapted(query_x)
 
 
 class FineTune(_GradientAdapter):
@@ -370,8 +387,8 @@ class BaselinePlusPlus(_GradientAdapter):
 ADAPTERS = {"probe": LinearProbe, "finetune": FineTune, "baseline++": BaselinePlusPlus}
 
 
-def adapt(pretrained: nn.Module | None, mode: str = "probe", **options: Any) -> nn.Module:
-    """A few-shot classifier that adapts ``pretrained`` per task: ``mode`` in ``"probe"``,
+def adapter(pretrained: nn.Module | None, mode: str = "probe", **options: Any) -> nn.Module:
+    """The adapter of ``mode``: a few-shot classifier that adapts ``pretrained`` per task, ``mode`` in ``"probe"``,
     ``"finetune"``, ``"baseline++"``; ``options`` go to :class:`LinearProbe`, :class:`FineTune`
     or :class:`BaselinePlusPlus`."""
     if mode not in ADAPTERS:

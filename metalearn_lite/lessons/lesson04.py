@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ..algorithms.inner_loop import adapt, adapt_tasks, forward_tasks, params_of, task_outputs
+from ..algorithms.inner_loop import adapted_params, adapted_params_tasks, forward_tasks, params_of, task_outputs
 from ..algorithms.maml import MAML
 from ..datasets.sinusoid import SinusoidTasks
 from ..episodes import Episode
@@ -96,8 +96,8 @@ def fits_after(net: torch.nn.Module, task: Episode, steps: list[int], lr: float,
     out = []
     for k in steps:
         with torch.enable_grad():
-            params, _ = adapt_tasks(net, params_of(net, detach=True), task.support_x, task.support_y, F.mse_loss, k, lr,
-                                    True, None, "loop")
+            params, _ = adapted_params_tasks(net, params_of(net, detach=True), task.support_x, task.support_y,
+                                             F.mse_loss, k, lr, True, None, "loop")
         with torch.no_grad():
             out.append(forward_tasks(net, {n: p.detach() for n, p in params.items()}, x[None])[0, :, 0])
     return out
@@ -401,8 +401,8 @@ def _maml_meta_gradient(net: torch.nn.Module, params: Params, episode: Episode, 
     theta = {n: p.detach().clone().requires_grad_(True) for n, p in params.items()}
     total = {n: torch.zeros_like(p) for n, p in theta.items()}
     for i in range(episode.num_tasks):
-        adapted, _ = adapt(net, theta, episode.support_x[i], episode.support_y[i], F.mse_loss, 1, inner_lr,
-                           first_order=first_order)
+        adapted, _ = adapted_params(net, theta, episode.support_x[i], episode.support_y[i], F.mse_loss, 1,
+                                    inner_lr, first_order=first_order)
         x, y = (episode.query_x[i], episode.query_y[i]) if query else (episode.support_x[i], episode.support_y[i])
         g = torch.autograd.grad(F.mse_loss(functional_call(net, adapted, (x,)), y), list(theta.values()))
         for n, gi in zip(theta, g):

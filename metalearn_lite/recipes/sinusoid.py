@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..algorithms.inner_loop import Rate, adapt_tasks, check_finite_inner, forward_tasks, params_of
+from ..algorithms.inner_loop import Rate, adapted_params_tasks, check_finite_inner, forward_tasks, params_of
 from ..algorithms.maml import MAML
 from ..datasets.sinusoid import SinusoidTasks
 from ..devices import resolve_device
@@ -34,8 +34,8 @@ def adapted_mse(net: torch.nn.Module, episode: Episode, steps: int, lr: Rate, tr
     """Per-task query MSE ``(T,)`` after ``steps`` gradient steps on each task's support points,
     starting from ``net``'s weights (which are not changed)."""
     with torch.enable_grad():
-        params, inner = adapt_tasks(net, params_of(net, detach=True), episode.support_x, episode.support_y,
-                                    F.mse_loss, steps, lr, True, trainable, batching)
+        params, inner = adapted_params_tasks(net, params_of(net, detach=True), episode.support_x, episode.support_y,
+                                             F.mse_loss, steps, lr, True, trainable, batching)
     check_finite_inner(inner, lr)
     with torch.no_grad():
         pred = forward_tasks(net, {n: p.detach() for n, p in params.items()}, episode.query_x, batching)

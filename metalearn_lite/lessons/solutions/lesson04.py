@@ -96,9 +96,9 @@ def predict_zero_head():
     full = MAML(net, ways=3, inner_lr=0.5, zero_head=True, test_steps=1)
     x = torch.randn(1, 9, 6)
     y = torch.arange(3).repeat(3)[None]
-    adapted = full.adapted(x, y)
+    adapted = full.adapted_params(x, y)
     full.anil = True
-    head = full.adapted(x, y)
+    head = full.adapted_params(x, y)
     queries, labels = torch.randn(1, 30, 6), torch.randint(0, 3, (30,))
     accuracy = [100 * float((full.forward_with(p, queries)[0].argmax(-1) == labels).float().mean())
                 for p in (adapted, head)]
