@@ -4,6 +4,7 @@ checkpoints rebuild them from (``method.name -> class``)."""
 from __future__ import annotations
 
 from .base import EpisodicMethod
+from .batched_classifier import BatchedClassifier
 from .gradient_learner import AdaptedModel, GradientLearner
 from .learned_optimizer import LearnedOptimizer, hand_designed, meta_train, optimize, tune_learning_rate
 from .maml import MAML
@@ -34,5 +35,5 @@ def build_method(name: str, **config) -> EpisodicMethod:
 __all__ = ["METHODS", "MAML", "MANN", "AdaptedModel", "BaselinePlusPlus", "EpisodicMethod", "FineTune",
            "LSTMOneShot", "LinearProbe", "NTMCopy", "Pretrained", "ProtoNet", "Reptile", "SiameseNet", "TripletNet",
            "build_method", "MetaLSTM"]
-__all__ += ["GradientLearner", "MatchingNet", "ProtoMAML", "RelationNet"]
+__all__ += ["BatchedClassifier", "GradientLearner", "MatchingNet", "ProtoMAML", "RelationNet"]
 __all__ += ["LearnedOptimizer", "hand_designed", "meta_train", "optimize", "tune_learning_rate"]

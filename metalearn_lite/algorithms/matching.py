@@ -30,10 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..distances import cosine_similarity
-from ..episodes import Episode
-from ..fewshot import check_task, episode_ways
 from ..models import Conv4
-from .base import EpisodicMethod
+from .batched_classifier import BatchedClassifier
 from .protonet import embed_tasks
 
 
@@ -51,7 +49,7 @@ def attention_log_probs(similarity: torch.Tensor, targets: torch.Tensor, ways: i
     return torch.logsumexp(per_class, -1) - torch.logsumexp(scores, -1, keepdim=True)
 
 
-class MatchingNet(EpisodicMethod):
+class MatchingNet(BatchedClassifier):
     """Matching Network on any embedding network (see the module docstring).
 
     Args:
@@ -103,14 +101,6 @@ class MatchingNet(EpisodicMethod):
         zs, zq = embed_tasks(self.encoder, support_x, query_x)
         return attention_log_probs(cosine_similarity(zq, zs), support_y, ways, self.temperature)
 
-    def loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
-        ways = episode_ways(episode.support_y, episode.query_y)
-        log_probs = self.task_logits(episode.support_x, episode.support_y, episode.query_x, ways)
-        loss = F.nll_loss(log_probs.flatten(0, 1), episode.query_y.flatten())
-        acc = (log_probs.argmax(-1) == episode.query_y).float().mean()
-        return loss, acc
-
-    def logits(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
-        """One task: ``(S, *x), (S,), (Q, *x) -> (Q, N)`` log-probabilities."""
-        classes, targets = check_task(support_x, support_y, query_x)
-        return self.task_logits(support_x[None], targets[None], query_x[None], len(classes))[0]
+    def episode_loss(self, logits: torch.Tensor, query_y: torch.Tensor) -> torch.Tensor:
+        """Negative log-likelihood: :meth:`task_logits` are already log-probabilities."""
+        return F.nll_loss(logits.flatten(0, 1), query_y.flatten())

@@ -18,14 +18,12 @@ flat a softmax without one).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..distances import DISTANCES, cosine_similarity, squared_euclidean
-from ..episodes import Episode
-from ..fewshot import check_task, class_means
+from ..fewshot import class_means
 from ..models import Conv4
-from .base import EpisodicMethod
+from .batched_classifier import BatchedClassifier
 
 
 def embed(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -49,7 +47,7 @@ def embed_tasks(
     return z[: t * s].view(t, s, -1), z[t * s :].view(t, q, -1)
 
 
-class ProtoNet(EpisodicMethod):
+class ProtoNet(BatchedClassifier):
     """Prototypical Network on any embedding network.
 
     Args:
@@ -92,15 +90,3 @@ class ProtoNet(EpisodicMethod):
         if self.distance == "euclidean":
             return -squared_euclidean(zq, protos)
         return self.scale * cosine_similarity(zq, protos)
-
-    def loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
-        ways = int(episode.support_y.max()) + 1
-        logits = self.task_logits(episode.support_x, episode.support_y, episode.query_x, ways)
-        loss = F.cross_entropy(logits.flatten(0, 1), episode.query_y.flatten())
-        acc = (logits.argmax(-1) == episode.query_y).float().mean()
-        return loss, acc
-
-    def logits(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
-        """One task: ``(S, *x), (S,), (Q, *x) -> (Q, N)``."""
-        classes, targets = check_task(support_x, support_y, query_x)
-        return self.task_logits(support_x[None], targets[None], query_x[None], len(classes))[0]

@@ -23,10 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..episodes import Episode
-from ..fewshot import check_task, class_means, episode_ways
+from ..fewshot import class_means
 from ..models import Conv4, RelationModule
-from .base import EpisodicMethod
+from .batched_classifier import BatchedClassifier
 
 LOSSES = ("mse", "cross_entropy")
 REDUCE = ("sum", "mean")
@@ -54,7 +53,7 @@ def feature_channels(encoder: nn.Module) -> int:
     return convs[-1].out_channels
 
 
-class RelationNet(EpisodicMethod):
+class RelationNet(BatchedClassifier):
     """Relation Network on any encoder that returns feature maps (see the module docstring).
 
     Args:
@@ -96,7 +95,7 @@ class RelationNet(EpisodicMethod):
         self.encoder, self.relation = encoder, relation
         self.objective, self.reduce = loss, reduce
 
-    def task_scores(
+    def task_logits(
         self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor, ways: int
     ) -> torch.Tensor:
         """Batched raw relation scores: support ``(T, S, ...)``, labels ``(T, S)`` in ``0..N-1`` -> ``(T, Q, N)``."""
@@ -116,17 +115,12 @@ class RelationNet(EpisodicMethod):
                              f"{tuple(pairs.shape[3:])} in, {shape} out; end it with a layer of one output")
         return raw.reshape(t, q, ways)
 
-    def loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
-        ways = episode_ways(episode.support_y, episode.query_y)
-        raw = self.task_scores(episode.support_x, episode.support_y, episode.query_x, ways)
+    def episode_loss(self, logits: torch.Tensor, query_y: torch.Tensor) -> torch.Tensor:
+        """The paper's regression of ``sigmoid(g)`` onto one-hot targets (``loss="mse"``), or cross-entropy."""
         if self.objective == "mse":
-            loss = F.mse_loss(torch.sigmoid(raw), F.one_hot(episode.query_y, ways).to(raw.dtype))
-        else:
-            loss = F.cross_entropy(raw.flatten(0, 1), episode.query_y.flatten())
-        acc = (raw.argmax(-1) == episode.query_y).float().mean()
-        return loss, acc
+            return F.mse_loss(torch.sigmoid(logits), F.one_hot(query_y, logits.shape[-1]).to(logits.dtype))
+        return F.cross_entropy(logits.flatten(0, 1), query_y.flatten())
 
-    def logits(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
-        """One task: ``(S, *x), (S,), (Q, *x) -> (Q, N)`` raw scores (``sigmoid`` gives the relation scores)."""
-        classes, targets = check_task(support_x, support_y, query_x)
-        return self.task_scores(support_x[None], targets[None], query_x[None], len(classes))[0]
+    def class_scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """The relation scores ``sigmoid(g)`` in ``[0, 1]`` (they need not sum to 1 over the classes)."""
+        return torch.sigmoid(logits)

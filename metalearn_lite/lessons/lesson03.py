@@ -637,13 +637,13 @@ def check_attention_classifier(
 def class_scores(model: Any, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
     """Per-query class scores ``(Q, N)`` in ``[0, 1]`` of a shipped metric method on one task.
 
-    ProtoNet and Matching Networks give probabilities (a softmax of their logits; a Matching Network's logits
-    are already log-probabilities, so the softmax only exponentiates them); a Relation Network gives its
-    relation scores, the sigmoid of its raw scores, which need not sum to 1 over the classes.
+    Each method says how (its ``class_scores``): ProtoNet and Matching Networks give probabilities (a softmax
+    of their logits; a Matching Network's logits are already log-probabilities, so the softmax only
+    exponentiates them); a Relation Network gives its relation scores, the sigmoid of its raw scores, which
+    need not sum to 1 over the classes.
     """
     with torch.no_grad():
-        logits = model.logits(support_x, support_y, query_x)
-    return torch.sigmoid(logits) if getattr(model, "name", "") == "relation" else logits.softmax(-1)
+        return model.class_scores(model.logits(support_x, support_y, query_x))
 
 
 @dataclass(frozen=True)
