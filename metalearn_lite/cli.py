@@ -195,9 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", help="cpu, cuda, mps (default: best available)")
     sub.add_parser("list", help="the pretrained models and how each was trained")
     u = sub.add_parser("upgrade", help="convert a checkpoint written by version 0.1 to the current format")
-    u.add_argument("file", help="the version 0.1 checkpoint (format metalearn-lite-checkpoint/1)")
-    u.add_argument("--out", metavar="NEW", help="write the converted copy here and leave FILE as it is (default: "
-                   "convert FILE in place, keeping the original as FILE's name with .format1 before .pt)")
+    u.add_argument("file", metavar="FILE", help="the version 0.1 checkpoint (format metalearn-lite-checkpoint/1)")
+    u.add_argument("--out", metavar="NEW", help="write the converted copy to NEW and leave FILE as it is (default: "
+                   "convert FILE in place and keep the original next to it as NAME.format1.pt)")
     return parser
 
 
@@ -307,7 +307,7 @@ def _list() -> int:
 
 def _upgrade(args: argparse.Namespace) -> int:
     converted, original = upgrade_file(args.file, args.out)
-    print(f"converted {args.file} -> {converted} (format 2); the original is {original}")
+    print(f"converted {args.file} to the current format: {converted}; the original is kept as {original}")
     return 0
 
 

@@ -135,4 +135,4 @@ def test_error_upgrade_bad_input(old, tmp_path, capsys, case, words):
 def test_error_upgrade_without_a_file(capsys):
     with pytest.raises(SystemExit) as exited:
         main(["upgrade"])
-    assert exited.value.code == 2 and "file" in capsys.readouterr().err
+    assert exited.value.code == 2 and "required: FILE" in capsys.readouterr().err
