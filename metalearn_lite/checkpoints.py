@@ -8,7 +8,8 @@ when it is read: a damaged file is refused.  Files written before the digest exi
 load unverified (the shipped models carry theirs, added without changing a tensor).  It carries what is needed to
 rebuild the method (``method``, its registry name, and ``config``, with the networks as
 :func:`~metalearn_lite.models.model_spec`), the ``recipe`` that trained it (if any), the ``command`` and
-``seed`` that produced it, and the training state needed to resume.
+``seed`` that produced it, and the training state needed to resume.  A file of version 0.1 (format 1) is
+refused with the command that converts it, ``python -m metalearn_lite upgrade FILE``.
 
 A method built on your own network cannot be rebuilt from a file: build it again and pass it,
 ``load_checkpoint(path, method=ProtoNet(MyNet()))``, and the weights are loaded into it.
@@ -32,7 +33,8 @@ from .models import Conv4
 from .paths import data_root, data_root_origin
 
 FORMAT = "metalearn-lite-checkpoint/2"
-#: the format of the files written before the methods took the reader's own networks (read and upgraded)
+#: the format of the files written by version 0.1, before the methods took the reader's own networks: refused
+#: here with the command that converts them (:mod:`metalearn_lite.upgrade`)
 FORMAT_1 = "metalearn-lite-checkpoint/1"
 
 
@@ -58,49 +60,21 @@ def save_checkpoint(path: str | os.PathLike, model: EpisodicMethod, **extra: Any
     return atomic_write(path, buffer.getvalue())
 
 
-def _conv4(in_channels: int = 1, hidden: int = 64, norm: str = "batch", out_features: int | None = None,
-           image_size: int = 28) -> dict[str, Any]:
-    return {"name": "conv4", "in_channels": in_channels, "hidden": hidden, "norm": norm,
-            "out_features": out_features, "image_size": image_size}
-
-
-def upgrade_format_1(blob: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint of format 1 (method configs with Conv-4 sizes and encoder names) in format 2.
-
-    The weights are unchanged (their names did not change); only the config is rewritten: the networks
-    become specs, ``maml_regressor``/``reptile_regressor`` become ``maml``/``reptile`` with ``loss="mse"`` on
-    an MLP, and ``recipe`` records the course recipe that trained the file.
-    """
-    name, c = blob["method"], dict(blob["config"])
-    recipe = name
-    conv_methods = ("protonet", "siamese", "triplet", "pretrained", "maml", "reptile")  # built on a Conv-4
-    conv = {k: c.pop(k) for k in ("in_channels", "hidden", "norm") if k in c} if name in conv_methods else {}
-    if name in ("protonet", "siamese", "triplet"):
-        c = {"encoder": _conv4(**conv), **c}
-    elif name == "pretrained":
-        c = {"backbone": _conv4(**conv), **c}
-    elif name in ("maml", "reptile"):
-        size = c.pop("image_size", 28)
-        c = {"model": _conv4(**conv, out_features=c["ways"], image_size=size), **c, "loss": "cross_entropy",
-             "head": "head."}
-    elif name in ("maml_regressor", "reptile_regressor"):
-        name = name.split("_")[0]
-        hidden, layers = c.pop("hidden"), c.pop("layers")
-        c = {"model": {"name": "mlp", "in_features": 1, "hidden": [hidden] * layers, "out_features": 1}, "ways": 5,
-             **c, "zero_head": False, "loss": "mse", "head": f"net.{2 * layers}."}
-    elif name in ("mann", "lstm_oneshot"):
-        kind = c.pop("encoder")
-        encoder = {"pixels": None, "conv": _conv4(hidden=32, norm="running"),
-                   "pretrained": _conv4(hidden=64, norm="running")}[kind]
-        c = {"encoder": encoder, **c, "freeze_encoder": kind == "pretrained"}
-    if name == "reptile":
-        for k in ("first_order", "first_order_warmup", "meta_sgd", "anil", "zero_head"):
-            c.pop(k, None)
-    return {**blob, "format": FORMAT, "method": name, "config": c, "recipe": recipe}
-
-
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """The checkpoint's dict, tensors on the CPU; ``ValueError`` if it is missing or not ours."""
+    """The checkpoint's dict, tensors on the CPU; ``ValueError`` if it is missing, not ours, or of version 0.1."""
+    blob = read_verified(path)
+    if blob["format"] == FORMAT_1:
+        raise ValueError(
+            f"{path} was written by metalearn-lite 0.1 (format '{FORMAT_1}'), which this version no longer reads: "
+            f"convert it with `python -m metalearn_lite upgrade {path}` (it keeps the original next to it, or "
+            "writes the converted copy elsewhere with --out NEW)"
+        )
+    return blob
+
+
+def read_verified(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint of any format this package knows (0.1's included, for the converter), verified against its
+    digest, with the required entries, not yet checked for being readable by this version."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no checkpoint at {path}: check the path (train one with `python -m metalearn_lite train`)")
@@ -130,7 +104,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if missing or not all(isinstance(v, torch.Tensor) for v in blob["state_dict"].values()):
         raise ValueError(f"{path} is an incomplete checkpoint: {missing or ['state_dict']} missing or of the wrong "
                          f"type; {restore}")
-    return upgrade_format_1(blob) if blob["format"] == FORMAT_1 else blob
+    return blob
 
 
 def load_weights(method: EpisodicMethod, blob: dict[str, Any]) -> EpisodicMethod:

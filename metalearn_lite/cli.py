@@ -4,6 +4,7 @@
   python -m metalearn_lite train protonet --data my_images/ --val-classes 0.2 --out runs/mine
   python -m metalearn_lite evaluate protonet-omniglot --ways 20 --shots 1
   python -m metalearn_lite list
+  python -m metalearn_lite upgrade runs/old/best.pt         # a checkpoint of version 0.1 in the current format
 
 Each recipe is its own subcommand (`train maml --help` lists what maml uses).
 """
@@ -36,6 +37,7 @@ from .fewshot import FewShotClassifier
 from .preflight import check_out_dir
 from .recipes import RECIPES, Recipe, TaskSettings, recipe_of
 from .training import TrainConfig, train
+from .upgrade import upgrade_file
 
 #: the run's settings shown as flags (``tasks_per_step`` is ``--tasks``); the others go through ``--set``
 RUN_FLAGS = {
@@ -192,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0, help="episode seed (default 0: the same tasks for every method)")
     e.add_argument("--device", help="cpu, cuda, mps (default: best available)")
     sub.add_parser("list", help="the pretrained models and how each was trained")
+    u = sub.add_parser("upgrade", help="convert a checkpoint written by version 0.1 to the current format")
+    u.add_argument("file", metavar="FILE", help="the version 0.1 checkpoint (format metalearn-lite-checkpoint/1)")
+    u.add_argument("--out", metavar="NEW", help="write the converted copy to NEW and leave FILE as it is (default: "
+                   "convert FILE in place and keep the original next to it as NAME.format1.pt)")
     return parser
 
 
@@ -299,6 +305,12 @@ def _list() -> int:
     return 0
 
 
+def _upgrade(args: argparse.Namespace) -> int:
+    converted, original = upgrade_file(args.file, args.out)
+    print(f"converted {args.file} to the current format: {converted}; the original is kept as {original}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -313,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
             return _evaluate(args)
         if args.command == "list":
             return _list()
+        if args.command == "upgrade":
+            return _upgrade(args)
     except USER_ERRORS as err:  # a user's mistake or a broken environment: one line, no traceback
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 2

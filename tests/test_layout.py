@@ -21,6 +21,7 @@ LAYERS = {
     "resumption": 3,  # what a resumed run may change
     "distributed": 3,
     "checkpoints": 3,
+    "upgrade": 3,  # converts version 0.1's checkpoints (reads them through checkpoints)
     "recipes": 4,
     "cli": 5,
     "__main__": 6,

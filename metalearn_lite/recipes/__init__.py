@@ -410,8 +410,6 @@ def get_recipe(name: str) -> Recipe:
 def recipe_of(method: EpisodicMethod) -> Recipe | None:
     """The recipe a loaded method was trained by (its checkpoint's ``recipe``), if the course has one."""
     name = getattr(method, "recipe", None) or method.name  # a method's own recipe bears its name
-    if name == "maml" and not getattr(method, "classifier", True):
-        name = "maml_regressor"
     return RECIPES.get(name)
 
 

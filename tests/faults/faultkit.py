@@ -1,10 +1,12 @@
-"""Tiny models and synthetic tasks for the fault suite (milliseconds per training step on a CPU), and the
-two outcome classes a probe may assert: a clear error that names the fix, or the correct result."""
+"""Tiny models and synthetic tasks for the fault suite (milliseconds per training step on a CPU), a checkpoint as
+version 0.1 wrote it, and the two outcome classes a probe may assert: a clear error that names the fix (raised, or
+printed by the command line), or the correct result."""
 
 from __future__ import annotations
 
 import re
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +14,9 @@ import torch
 from torch import nn
 
 import metalearn_lite as ml
+from metalearn_lite.checkpoints import FORMAT_1
+from metalearn_lite.cli import main
+from metalearn_lite.integrity import content_digest
 
 FEATURES, CLASSES, PER_CLASS = 8, 12, 5
 
@@ -59,3 +64,29 @@ def clear_error(kind: type[BaseException], *words: str):
     for w in words:
         assert re.search(w, message, re.IGNORECASE), f"{w!r} not in: {message}"
     assert "weights_only=False" not in message
+
+
+def refused(capsys, args: list[str], *words: str) -> str:
+    """``main(args)`` exits with 2 and one line on stderr holding every word."""
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    for w in words:
+        assert w.lower() in err.lower(), f"{w!r} not in {err}"
+    assert "weights_only=False" not in err
+    return err
+
+
+def checkpoint_0_1(path: Path, seed: int = 0) -> ml.ProtoNet:
+    """Write a ProtoNet on an 8-filter Conv-4 at ``path`` as version 0.1 did (format 1: the Conv-4's sizes in the
+    method's config, no network spec, the digest of the rest); returns the method whose weights it holds."""
+    torch.manual_seed(seed)
+    method = ml.ProtoNet(ml.Conv4(hidden=8)).eval()
+    blob = {"format": FORMAT_1, "method": "protonet",
+            "config": {"hidden": 8, "norm": "batch", "distance": "euclidean", "in_channels": 1},
+            "state_dict": {k: v.clone() for k, v in method.state_dict().items()}, "torch_version": "2.1.0",
+            "command": "python -m metalearn_lite train protonet --hidden 8 --seed 0", "seed": seed,
+            "history": [{"step": 2, "loss": 1.25, "val_acc": 0.5}], "step": 2, "best_val": 0.5}
+    blob["sha256"] = content_digest(blob)
+    torch.save(blob, path)
+    return method

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from faultkit import refused
 
 import metalearn_lite.cli as cli
 from metalearn_lite.checkpoints import checkpoint_dir, save_checkpoint
@@ -26,17 +27,6 @@ def argv(out, *extra: str) -> list[str]:
     return ["train", "protonet", "--out", str(out), "--steps", "2", "--ways", "5", "--shots", "1", "--queries", "2",
             "--hidden", "8", "--val-every", "1", "--val-episodes", "3", "--no-progress", "--device", "cpu",
             "--set", "rotations=false", *extra]
-
-
-def refused(capsys, args, *words: str) -> str:
-    """``main(args)`` exits with 2 and one line on stderr holding every word."""
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
-    for w in words:
-        assert w.lower() in err.lower(), f"{w!r} not in {err}"
-    assert "weights_only=False" not in err
-    return err
 
 
 @pytest.fixture(scope="module")
