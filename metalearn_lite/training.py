@@ -268,9 +268,10 @@ def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig,
 
     if cfg.compile:  # before any work, which for some task sources is long
         if not hasattr(method, "compile_training"):
-            raise ValueError(f"{method.name} has no compiled training step (compile=True is for: mann); "
-                             "train it without compile")
+            raise ValueError(f"{method.name} has no compiled training step (compile=True is for: protonet, "
+                             "matching, relation, mann); train it without compile")
         method.compile_training()
+    compile_start = time.monotonic()  # compiling happens in the first forward and backward
     validator = _validator(val_tasks, cfg.val_episodes) if group.is_main else None
     opt = make_optimizer(options["optimizer"], [p for p in method.parameters() if p.requires_grad], cfg.lr,
                          cfg.weight_decay)
@@ -381,6 +382,10 @@ def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig,
                 lv, av = loss.item(), float(acc)
                 run_loss = lv if run_loss is None else 0.95 * run_loss + 0.05 * lv
                 run_acc = av if run_acc is None else 0.95 * run_acc + 0.05 * av
+                if cfg.compile and compile_start is not None and group.is_main:
+                    tqdm.write(f"compiled the training step in {time.monotonic() - compile_start:.1f} s "
+                               "(the first step, compiling included)")
+                compile_start = None
                 bar.update(1)
                 bar.set_postfix(loss=f"{run_loss:.3f}", acc=f"{run_acc:.3f}")
                 log.step(step, {"loss": lv, "acc": av, "run_loss": run_loss, "run_acc": run_acc, "lr": lr,

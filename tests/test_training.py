@@ -260,8 +260,8 @@ def test_same_alphabet_refused_without_alphabets():
 
 
 def test_compile_refused_for_methods_without_a_compiled_step(tmp_path):
-    with pytest.raises(ValueError, match="protonet has no compiled training step"):
-        train(tiny_model(), TrainConfig(**{**TINY, "compile": True}), tmp_path / "c", progress=False)
+    with pytest.raises(ValueError, match="siamese has no compiled training step"):
+        train(tiny_model(SiameseNet), TrainConfig(**{**TINY, "compile": True}), tmp_path / "c", progress=False)
     assert not (tmp_path / "c" / "last.pt").exists()
 
 

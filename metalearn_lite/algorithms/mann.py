@@ -46,7 +46,6 @@ random order, then every query is answered from the state after the support set)
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..compiling import check_compiler
 from ..distances import cosine_similarity
 from ..evaluation import presentation_accuracy
 from ..fewshot import check_task
@@ -324,10 +324,7 @@ class MANN(SequenceClassifier):
         configuration, after about 20 s of compiling (less when the compiled kernels are cached).  On a CPU
         ``torch.compile`` needs a C++ compiler.
         """
-        device = self.out.weight.device
-        if device.type == "cpu" and not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
-            raise ValueError("torch.compile on a CPU needs a C++ compiler (c++, g++ or clang++ on the PATH); "
-                             "install one (e.g. apt install g++) or train without --compile")
+        check_compiler(self.out.weight.device)
         self._compiled_step = torch.compile(self._step, dynamic=False)
 
     def initial_state(self, batch: int) -> MANNState:
