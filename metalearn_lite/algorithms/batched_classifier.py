@@ -41,6 +41,8 @@ class BatchedClassifier(EpisodicMethod):
         (as :meth:`MANN.compile_training <metalearn_lite.algorithms.MANN.compile_training>` does) rather than
         silently training the slower way.
         """
+        if self._compiled_logits is not None:
+            return  # already compiled (a second call would convert the inputs twice)
         check_compiler(next(self.parameters()).device)
         for module in self.children():
             to_channels_last(module)

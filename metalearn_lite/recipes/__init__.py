@@ -321,7 +321,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe(name="protonet", summary="Prototypical Networks on Conv-4", method=ProtoNet,
            model_flags={"hidden": HIDDEN, "norm": NORM, "distance": DISTANCE},
            build=on_conv4(ProtoNet, head=False), source=_episodes, task_flags=EPISODE_TASK, task_keys=FOLDER_KEYS,
-           run_defaults=METRIC_RUN, task_defaults=dict(ways=20, shots=5, queries=5), folder=True),
+           run_defaults=METRIC_RUN, task_defaults=dict(ways=20, shots=5, queries=5), folder=True, compile=True),
     Recipe(name="siamese", summary="Siamese network (contrastive loss over every pair) on Conv-4", method=SiameseNet,
            model_flags={"hidden": HIDDEN, "norm": NORM, "distance": DISTANCE, "margin": MARGIN, "classify": CLASSIFY},
            build=on_conv4(SiameseNet, head=False), source=_pairs, task_flags=PAIR_TASK,
