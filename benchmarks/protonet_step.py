@@ -11,7 +11,16 @@ and prints ``episode / plain`` (goal <= 1.05).  Then it runs the same measuremen
 processes, with glibc's default allocator settings (``METALEARN_LITE_MALLOC_TUNING=0``) and with
 the package's tuning (the default), and prints their ratio.
 
+With ``--compiled`` it measures instead, side by side in one process, the fast training path of
+:meth:`~metalearn_lite.algorithms.ProtoNet.compile_training`: the same ProtoNet training step (the same
+episode each round: loss, backward, Adam; sampling not timed) eager, eager in ``channels_last``, and
+``channels_last`` under ``torch.compile``, for the 60-way 5-shot 5-query and 5-way 1-shot 15-query shapes.
+It prints each step's median after warm-up (compiling excluded), the ratios, and, separately, the first
+compiled step's time (compiling included; less when TorchInductor's cache, ``TORCHINDUCTOR_CACHE_DIR``,
+already holds the kernels from an earlier run).
+
     python benchmarks/protonet_step.py            # ~2 minutes on 2 cores
+    python benchmarks/protonet_step.py --compiled --repeats 10
 """
 
 from __future__ import annotations
@@ -29,8 +38,10 @@ import torch.nn.functional as F
 
 import metalearn_lite as ml
 from metalearn_lite.algorithms import ProtoNet
+from metalearn_lite.compiling import to_channels_last
 
 SHAPES = [(20, 5, 5), (60, 5, 5)]
+COMPILED_SHAPES = [(60, 5, 5), (5, 1, 15)]
 
 
 def measure(ways: int, shots: int, queries: int, repeats: int) -> dict[str, float]:
@@ -75,6 +86,55 @@ def measure(ways: int, shots: int, queries: int, repeats: int) -> dict[str, floa
     return {"episode_ms": 1e3 * e, "plain_ms": 1e3 * p, "ratio": e / p}
 
 
+def measure_compiled(ways: int, shots: int, queries: int, repeats: int) -> dict[str, float]:
+    """Eager, channels_last eager and channels_last compiled ProtoNet steps on the same episodes, interleaved."""
+    ml.tune_for_training()
+    data = ml.omniglot_split("train", rotations=True).images
+    sampler = ml.EpisodeSampler(data, ways=ways, shots=shots, queries=queries, seed=0)
+    models = {}
+    for name in ("eager", "channels_last", "compiled"):
+        torch.manual_seed(0)  # the same initial weights
+        models[name] = ProtoNet()
+    to_channels_last(models["channels_last"].encoder)
+    models["compiled"].compile_training()
+    opts = {k: torch.optim.Adam(m.parameters(), 1e-3) for k, m in models.items()}
+
+    def step(name: str, episode: ml.Episode) -> float:
+        t = time.perf_counter()
+        loss, _ = models[name].loss(episode)
+        opts[name].zero_grad(set_to_none=True)
+        loss.backward()
+        opts[name].step()
+        return time.perf_counter() - t
+
+    first = step("compiled", sampler.sample(1))  # compiles the forward and the backward
+    for _ in range(3):  # warm-up
+        episode = sampler.sample(1)
+        for name in models:
+            step(name, episode)
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(repeats):
+        episode = sampler.sample(1)
+        for name in models:
+            times[name].append(step(name, episode))
+    out = {f"{k}_ms": 1e3 * statistics.median(v) for k, v in times.items()}
+    out["first_compiled_step_s"] = first
+    return out
+
+
+def compiled_report(repeats: int) -> None:
+    cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR", "torch's default (/tmp/torchinductor_$USER)")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {repeats} interleaved rounds; "
+          f"inductor cache: {cache}\n")
+    print(f"{'shape':26s} {'eager ms':>9s} {'c_last ms':>10s} {'compiled ms':>12s} {'eager/c_last':>13s} "
+          f"{'eager/compiled':>15s} {'first compiled step':>20s}")
+    for w, s, q in COMPILED_SHAPES:
+        r = measure_compiled(w, s, q, repeats)
+        e, c, k = r["eager_ms"], r["channels_last_ms"], r["compiled_ms"]
+        print(f"{f'{w}-way {s}-shot {q}-query':26s} {e:9.1f} {c:10.1f} {k:12.1f} {e / c:12.2f}x {e / k:14.2f}x "
+              f"{r['first_compiled_step_s']:18.1f} s")
+
+
 def child(repeats: int) -> None:
     out = {f"{w}-way {s}-shot {q}-query": measure(w, s, q, repeats) for w, s, q in SHAPES}
     out["malloc_tuned"] = ml.malloc_tuned()
@@ -84,8 +144,13 @@ def child(repeats: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=15, help="timed repeats per shape (median reported)")
+    parser.add_argument("--compiled", action="store_true",
+                        help="eager vs channels_last vs channels_last + torch.compile ProtoNet steps")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.compiled:
+        compiled_report(args.repeats)
+        return
     if args.child:
         child(args.repeats)
         return

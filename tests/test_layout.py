@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "metalearn_lite"
 LAYERS = {
     "core": 0,  # _malloc, devices, paths, episodes, fewshot, distances, models, augment, evaluation,
     # finite (non-finite numbers are errors), integrity (digests, durable writes), interrupts (signals at a step
-    # boundary), preflight (checks before step 1)
+    # boundary), preflight (checks before step 1), compiling (channels_last, the compiler check of torch.compile)
     "datasets": 1,
     "algorithms": 2,
     "training": 3,
