@@ -271,7 +271,6 @@ def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig,
             raise ValueError(f"{method.name} has no compiled training step (compile=True is for: protonet, "
                              "matching, relation, mann); train it without compile")
         method.compile_training()
-    compile_start = time.monotonic()  # compiling happens in the first forward and backward
     validator = _validator(val_tasks, cfg.val_episodes) if group.is_main else None
     opt = make_optimizer(options["optimizer"], [p for p in method.parameters() if p.requires_grad], cfg.lr,
                          cfg.weight_decay)
@@ -338,6 +337,7 @@ def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig,
     def snapshot() -> StepSnapshot:
         return StepSnapshot(method, opt, sched, task_generators(tasks), state())
 
+    compile_start: float | None = time.monotonic()  # compiling happens in the first forward and backward
     # one forward pass on the first tasks, undone afterwards: inputs the model cannot take fail now
     before = snapshot()
     with precision.autocast():  # the dtype the run will use
