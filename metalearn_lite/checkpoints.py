@@ -54,6 +54,12 @@ def save_checkpoint(path: str | os.PathLike, model: EpisodicMethod, **extra: Any
         "torch_version": str(torch.__version__),
         **extra,
     }
+    return write_blob(path, blob)
+
+
+def write_blob(path: str | os.PathLike, blob: dict[str, Any]) -> Path:
+    """Stamp ``blob`` with its content digest (``sha256``) and write it to ``path`` atomically: the one way every
+    checkpoint file of the package is written."""
     blob["sha256"] = content_digest(blob)
     buffer = io.BytesIO()
     torch.save(blob, buffer)

@@ -47,7 +47,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ._malloc import tune_for_training
-from .algorithms import EpisodicMethod
+from .algorithms import METHODS, EpisodicMethod
 from .checkpoints import load_weights, read_checkpoint, save_checkpoint
 from .devices import resolve_device
 from .distributed import Group, agree, from_main, gather, join, leave, reseed, share, wrap
@@ -268,8 +268,9 @@ def _train(method: EpisodicMethod, tasks: Any, val_tasks: Any, cfg: TrainConfig,
 
     if cfg.compile:  # before any work, which for some task sources is long
         if not hasattr(method, "compile_training"):
-            raise ValueError(f"{method.name} has no compiled training step (compile=True is for: protonet, "
-                             "matching, relation, mann); train it without compile")
+            able = sorted(name for name, cls in METHODS.items() if hasattr(cls, "compile_training"))
+            raise ValueError(f"{method.name} has no compiled training step (compile=True is for: "
+                             f"{', '.join(able)}); train it without compile")
         method.compile_training()
     validator = _validator(val_tasks, cfg.val_episodes) if group.is_main else None
     opt = make_optimizer(options["optimizer"], [p for p in method.parameters() if p.requires_grad], cfg.lr,

@@ -12,15 +12,12 @@ config is rewritten, every tensor and every other entry (command, seed, history,
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from .checkpoints import FORMAT, FORMAT_1, model_from_checkpoint, read_verified
-from .integrity import atomic_write, content_digest
+from .checkpoints import FORMAT, FORMAT_1, model_from_checkpoint, read_verified, write_blob
+from .integrity import atomic_write
 
 
 def _conv4(in_channels: int = 1, hidden: int = 64, norm: str = "batch", out_features: int | None = None,
@@ -80,9 +77,6 @@ def upgrade_file(path: str | os.PathLike, out: str | os.PathLike | None = None) 
     except (ValueError, TypeError, KeyError) as err:
         raise ValueError(f"{path} could not be converted: its {blob['method']!r} model does not load in this "
                          f"version ({err}); nothing was written") from err
-    new["sha256"] = content_digest(new)
-    buffer = io.BytesIO()
-    torch.save(new, buffer)
     if out is None:  # in place: the original bytes are kept next to it, written first
         target, kept = path, path.with_name(f"{path.stem}.format1{path.suffix}")
         clash = kept
@@ -97,5 +91,5 @@ def upgrade_file(path: str | os.PathLike, out: str | os.PathLike | None = None) 
                          "with --out NEW")
     if out is None:
         atomic_write(kept, path.read_bytes())
-    atomic_write(target, buffer.getvalue())
+    write_blob(target, new)
     return target, kept

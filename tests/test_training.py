@@ -260,8 +260,9 @@ def test_same_alphabet_refused_without_alphabets():
 
 
 def test_compile_refused_for_methods_without_a_compiled_step(tmp_path):
-    with pytest.raises(ValueError, match="siamese has no compiled training step"):
+    with pytest.raises(ValueError, match="siamese has no compiled training step") as err:
         train(tiny_model(SiameseNet), TrainConfig(**{**TINY, "compile": True}), tmp_path / "c", progress=False)
+    assert "is for: mann, matching, protonet, relation)" in str(err.value)   # read from the registry
     assert not (tmp_path / "c" / "last.pt").exists()
 
 

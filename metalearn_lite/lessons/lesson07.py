@@ -46,7 +46,7 @@ from ..algorithms.learned_optimizer import (
     tune_learning_rate,
 )
 from ..algorithms.meta_lstm import MetaLSTM
-from ..checkpoints import FORMAT, checkpoint_dir, pretrained_backbone, read_checkpoint
+from ..checkpoints import FORMAT, checkpoint_dir, pretrained_backbone, read_checkpoint, write_blob
 from ..datasets.omniglot import omniglot_split
 from ..datasets.quadratics import MLPProblems, QuadraticProblems
 from ..episodes import EpisodeSampler
@@ -104,10 +104,7 @@ def save_learned_optimizer(path: str | Path, lstm: LearnedOptimizer, result: Met
             "seed": seed, "history": result.history, "iterations": result.iterations,
             "best_iteration": result.best_iteration, "best_val": result.best_val, "minutes": result.minutes,
             "cpu_minutes": result.cpu_minutes, "torch_version": str(torch.__version__)}
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(blob, tmp)
-    tmp.replace(path)
-    return path
+    return write_blob(path, blob)
 
 
 def load_learned_optimizer(path: str | Path | None = None) -> LearnedOptimizer:
