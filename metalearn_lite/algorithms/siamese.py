@@ -69,10 +69,10 @@ class MetricEmbedding(EpisodicMethod):
         ``(B, *x) -> (B, D)``, runs under ``torch.compile``; evaluation keeps the eager embedding.
 
         The loss stays eager: its masks (``d[pos]``, the checks that the batch has positive and negative pairs)
-        depend on the data and would split the compiled graph in six, while the encoder carries almost all
-        of the work (``benchmarks/compiled_step.py``).  Gradients are the eager ones up to float rounding
-        (``tests/test_compiled_transfer_metric.py``); compiling is paid at the first training step; without a C++
-        compiler on a CPU this raises ``ValueError``, as
+        depend on the data and split a compiled embedding-and-loss into six graphs, measured no faster than
+        the compiled embedding alone, which carries almost all of the work.  Gradients are the eager ones up to
+        float rounding (``tests/test_compiled_training.py``); compiling is paid at the first training step; without
+        a C++ compiler on a CPU this raises ``ValueError``, as
         :meth:`BatchedClassifier.compile_training <metalearn_lite.algorithms.ProtoNet.compile_training>` does.
         """
         if self._compiled_embed is None:  # a second call would convert the inputs twice
