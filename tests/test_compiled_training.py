@@ -8,6 +8,7 @@ its cache.
 
 from __future__ import annotations
 
+import shutil
 from types import SimpleNamespace
 
 import pytest
@@ -20,13 +21,17 @@ from metalearn_lite.recipes.omniglot import OmniglotEpisodes
 from metalearn_lite.recipes.settings import TaskSettings
 from metalearn_lite.training import TrainConfig, train
 
-pytestmark = pytest.mark.skipif(not HAS_CXX, reason="torch.compile on a CPU needs a C++ compiler (c++, g++ or "
-                                                    "clang++)")
+needs_cxx = pytest.mark.skipif(not HAS_CXX, reason="torch.compile on a CPU needs a C++ compiler (c++, g++ or clang++)")
 
 
 def tiny(cls, **kwargs):
     torch.manual_seed(0)  # the same initial weights for both copies
     return cls(Conv4(hidden=8, **kwargs))
+
+
+def pretraining_backbone() -> Conv4:
+    torch.manual_seed(0)
+    return Conv4(hidden=8, norm="running")
 
 
 def backward(model: torch.nn.Module, batch) -> None:
@@ -39,6 +44,7 @@ def refuse_in_eval(*args):
     raise AssertionError("the compiled step was used in evaluation")
 
 
+@needs_cxx
 @pytest.mark.parametrize("cls", [SiameseNet, TripletNet])
 def test_compiled_embedding_has_the_eager_gradients(cls):
     eager, fast = tiny(cls), tiny(cls)
@@ -61,8 +67,9 @@ def test_compiled_embedding_has_the_eager_gradients(cls):
                                    rtol=1e-5, atol=1e-5)
 
 
+@needs_cxx
 def test_compiled_pretraining_has_the_eager_gradients():
-    eager, fast = (Pretrained(_backbone(), classes=12) for _ in range(2))
+    eager, fast = (Pretrained(pretraining_backbone(), classes=12) for _ in range(2))
     fast.compile_training()
     fast.compile_training()
     assert first_conv(fast.backbone).weight.is_contiguous(memory_format=torch.channels_last)
@@ -80,11 +87,20 @@ def test_compiled_pretraining_has_the_eager_gradients():
                                    rtol=1e-5, atol=1e-5)
 
 
-def _backbone() -> Conv4:
-    torch.manual_seed(0)
-    return Conv4(hidden=8, norm="running")
+@pytest.mark.parametrize("make", [lambda: tiny(SiameseNet), lambda: tiny(TripletNet),
+                                  lambda: Pretrained(pretraining_backbone(), classes=12)],
+                         ids=["siamese", "triplet", "pretrained"])
+def test_without_a_cpp_compiler_compile_training_refuses_and_changes_nothing(monkeypatch, make):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    method = make()
+    with pytest.raises(ValueError, match="needs a C\\+\\+ compiler"):
+        method.compile_training()
+    last_conv = [m for m in method.modules() if isinstance(m, torch.nn.Conv2d)][-1]  # 8 channels in: unambiguous
+    assert not last_conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert getattr(method, "_compiled_embed", None) is None and getattr(method, "_compiled_loss", None) is None
 
 
+@needs_cxx
 def test_trainer_compiled_run_follows_the_eager_run(tmp_path, capsys):
     """``train(..., compile=True)``: the same tasks from the same seed give the eager run's losses."""
     cfg = TrainConfig(steps=3, val_every=3, save_every=3, val_episodes=4, compile=False)
