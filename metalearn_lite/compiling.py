@@ -10,6 +10,8 @@ TorchInductor's on-disk cache, ``TORCHINDUCTOR_CACHE_DIR``, already holds the ke
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -36,3 +38,15 @@ def to_channels_last(module: nn.Module) -> bool:
     module.to(memory_format=torch.channels_last)
     module.register_forward_pre_hook(_inputs_channels_last)
     return True
+
+
+def compile_for_training(method: nn.Module, step: Callable[..., Any]) -> Callable[..., Any]:
+    """The steps every method's ``compile_training`` shares: check that ``torch.compile`` can run (else
+    ``ValueError``, with ``method`` left as it was), move each convolutional sub-network of ``method`` (its
+    direct children) to ``channels_last`` (:func:`to_channels_last`), and return ``step`` (the part of the
+    training loss that carries the work) under ``torch.compile(dynamic=False)``: one compiled graph per input
+    shape, compiled at its first call.  The caller keeps the result and calls it in training mode only."""
+    check_compiler(next(method.parameters()).device)
+    for module in method.children():
+        to_channels_last(module)
+    return torch.compile(step, dynamic=False)

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from metalearn_lite.algorithms import ProtoNet, SiameseNet
+from metalearn_lite.algorithms import LSTMOneShot, ProtoNet
 from metalearn_lite.episodes import Episode
 from metalearn_lite.models import Conv4
 
@@ -28,17 +28,8 @@ def episode(tasks: int = 2, ways: int = 5, shots: int = 2, queries: int = 3) -> 
                    query_y=labels.repeat_interleave(queries).repeat(tasks, 1))
 
 
-@pytest.mark.skipif(not HAS_CXX, reason="torch.compile on a CPU needs a C++ compiler (c++, g++ or clang++)")
-def test_compiled_channels_last_step_has_the_eager_gradients():
-    eager, fast = tiny_protonet(), tiny_protonet()
-    fast.compile_training()
-    conv = next(m for m in fast.encoder.modules() if isinstance(m, torch.nn.Conv2d))
-    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
-    batch = episode()
-    for model in (eager, fast):
-        model.train()
-        loss, _ = model.loss(batch)
-        loss.backward()
+def assert_same_gradients(eager: torch.nn.Module, fast: torch.nn.Module) -> None:
+    """``fast``'s gradients (after one backward) are ``eager``'s up to float32 rounding; so are its buffers."""
     # float32 with other summation orders (channels_last convolution kernels, fused reductions) over ~1e4
     # terms per gradient entry: measured, the whole gradient agrees to 4e-6 of its norm and each entry to
     # 5e-6 of the largest entry; the bounds are 1e-5 and 2e-5.  Scales are the whole gradient's, not each
@@ -52,6 +43,23 @@ def test_compiled_channels_last_step_has_the_eager_gradients():
         torch.testing.assert_close(q.grad, p.grad, rtol=0, atol=2e-5 * scale, msg=name)
     for (name, b), c in zip(eager.named_buffers(), fast.buffers()):  # batch-norm running statistics
         torch.testing.assert_close(c, b, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def first_conv(module: torch.nn.Module) -> torch.nn.Conv2d:
+    return next(m for m in module.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+@pytest.mark.skipif(not HAS_CXX, reason="torch.compile on a CPU needs a C++ compiler (c++, g++ or clang++)")
+def test_compiled_channels_last_step_has_the_eager_gradients():
+    eager, fast = tiny_protonet(), tiny_protonet()
+    fast.compile_training()
+    assert first_conv(fast.encoder).weight.is_contiguous(memory_format=torch.channels_last)
+    batch = episode()
+    for model in (eager, fast):
+        model.train()
+        loss, _ = model.loss(batch)
+        loss.backward()
+    assert_same_gradients(eager, fast)
     # evaluation runs the eager task_logits: a compiled one that fails is never called there
     fast._compiled_logits = lambda *a: (_ for _ in ()).throw(AssertionError("compiled logits used in eval"))
     with torch.no_grad():
@@ -67,4 +75,4 @@ def test_compile_needs_a_cpp_compiler_on_cpu(monkeypatch):
 
 
 def test_methods_without_a_compiled_step_have_no_compile_training():
-    assert not hasattr(SiameseNet(Conv4(hidden=8)), "compile_training")
+    assert not hasattr(LSTMOneShot(), "compile_training")

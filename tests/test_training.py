@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from metalearn_lite import omniglot_split
-from metalearn_lite.algorithms import ProtoNet, SiameseNet
+from metalearn_lite.algorithms import LSTMOneShot, ProtoNet, SiameseNet
 from metalearn_lite.checkpoints import load_checkpoint, read_checkpoint
 from metalearn_lite.models import Conv4
 from metalearn_lite.recipes.omniglot import OmniglotEpisodes
@@ -260,9 +260,10 @@ def test_same_alphabet_refused_without_alphabets():
 
 
 def test_compile_refused_for_methods_without_a_compiled_step(tmp_path):
-    with pytest.raises(ValueError, match="siamese has no compiled training step") as err:
-        train(tiny_model(SiameseNet), TrainConfig(**{**TINY, "compile": True}), tmp_path / "c", progress=False)
-    assert "is for: mann, matching, protonet, relation)" in str(err.value)   # read from the registry
+    with pytest.raises(ValueError, match="lstm_oneshot has no compiled training step") as err:
+        train(LSTMOneShot(), TrainConfig(**{**TINY, "compile": True}), tmp_path / "c", progress=False)
+    # read from the registry
+    assert "is for: mann, matching, pretrained, protonet, relation, siamese, triplet)" in str(err.value)
     assert not (tmp_path / "c" / "last.pt").exists()
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..compiling import check_compiler, to_channels_last
+from ..compiling import compile_for_training
 from ..episodes import Episode
 from ..fewshot import check_task, episode_ways
 from .base import EpisodicMethod
@@ -43,10 +43,7 @@ class BatchedClassifier(EpisodicMethod):
         """
         if self._compiled_logits is not None:
             return  # already compiled (a second call would convert the inputs twice)
-        check_compiler(next(self.parameters()).device)
-        for module in self.children():
-            to_channels_last(module)
-        self._compiled_logits = torch.compile(self.task_logits, dynamic=False)
+        self._compiled_logits = compile_for_training(self, self.task_logits)
 
     def task_logits(
         self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor, ways: int

@@ -5,6 +5,9 @@ every pair (:func:`~metalearn_lite.algorithms.metric.contrastive_loss`) or mined
 (:func:`~metalearn_lite.algorithms.metric.triplet_loss`) in the batch.  As a few-shot classifier
 the embedding labels a query by its nearest class mean (``classify="prototype"``) or its nearest
 support example (``classify="neighbour"``), under the same distance it was trained with.
+
+:meth:`MetricEmbedding.compile_training` (``train(..., compile=True)``, ``--compile``) is the fast training
+path: the encoder in ``channels_last`` and the batch's embedding under ``torch.compile``; evaluation stays eager.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..compiling import compile_for_training
 from ..distances import DISTANCES, pairwise_distance
 from ..episodes import Episode
 from ..fewshot import check_task, class_means
@@ -38,6 +42,7 @@ class MetricEmbedding(EpisodicMethod):
     """
 
     module_args = ("encoder",)
+    _compiled_embed = None  # set by compile_training(); used in training mode only
 
     def __init__(
         self,
@@ -59,6 +64,24 @@ class MetricEmbedding(EpisodicMethod):
         self.encoder = encoder
         self.distance, self.margin, self.mining, self.classify = distance, margin, mining, classify
 
+    def compile_training(self) -> None:
+        """The fast training path: the encoder moves to ``channels_last`` and the embedding of a training batch,
+        ``(B, *x) -> (B, D)``, runs under ``torch.compile``; evaluation keeps the eager embedding.
+
+        The loss stays eager: its masks (``d[pos]``, the checks that the batch has positive and negative pairs)
+        depend on the data and split a compiled embedding-and-loss into six graphs, measured no faster than
+        the compiled embedding alone, which carries almost all of the work.  Gradients are the eager ones up to
+        float rounding (``tests/test_compiled_training.py``); compiling is paid at the first training step; without
+        a C++ compiler on a CPU this raises ``ValueError``, as
+        :meth:`BatchedClassifier.compile_training <metalearn_lite.algorithms.ProtoNet.compile_training>` does.
+        """
+        if self._compiled_embed is None:  # a second call would convert the inputs twice
+            self._compiled_embed = compile_for_training(self, self.embed_batch)
+
+    def embed_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, *x)`` -> ``(B, D)`` embeddings."""
+        return embed(self.encoder, x)
+
     def metric_loss(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -66,7 +89,8 @@ class MetricEmbedding(EpisodicMethod):
         x = episode.support_x.flatten(0, 1)
         t, s = episode.support_y.shape
         y = (episode.support_y + (torch.arange(t, device=x.device) * s).unsqueeze(1)).flatten()
-        z = embed(self.encoder, x)
+        compiled = self._compiled_embed is not None and self.training
+        z = (self._compiled_embed if compiled else self.embed_batch)(x)
         loss = self.metric_loss(z, y)
         with torch.no_grad():  # leave-one-out nearest-neighbour accuracy within the batch
             d = pairwise_distance(z, z, self.distance)

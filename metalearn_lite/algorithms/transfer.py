@@ -21,6 +21,9 @@ support set, with the pretrained model itself never modified:
 
 Each wrapper is a :class:`~metalearn_lite.fewshot.FewShotClassifier`, so
 :func:`~metalearn_lite.evaluate` measures them exactly like ProtoNet or MAML.
+
+:meth:`Pretrained.compile_training` (``train(..., compile=True)``, ``--compile``) is the fast pretraining path:
+the backbone in ``channels_last`` and the batch's logits and cross-entropy under ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..compiling import compile_for_training
 from ..distances import squared_euclidean
 from ..fewshot import FewShotMixin, check_task, class_means
 from ..models import Conv4
@@ -97,6 +101,7 @@ class Pretrained(EpisodicMethod):
 
     name = "pretrained"
     module_args = ("backbone",)
+    _compiled_loss = None  # set by compile_training(); used in training mode only
 
     def __init__(
         self,
@@ -125,13 +130,34 @@ class Pretrained(EpisodicMethod):
         """``(B, C, H, W)`` -> ``(B, classes)`` pretraining logits."""
         return self.head(self.embed(x))
 
+    def compile_training(self) -> None:
+        """The fast pretraining path: the backbone moves to ``channels_last`` and a training batch's logits and
+        cross-entropy (:meth:`batch_loss`) run under ``torch.compile``; evaluation and the adaptation wrappers
+        keep the eager backbone (in ``channels_last``).
+
+        Gradients are the eager ones up to float rounding (``tests/test_compiled_training.py``); compiling
+        is paid at the first training step; without a C++ compiler on a CPU this raises ``ValueError``, as
+        :meth:`ProtoNet.compile_training <metalearn_lite.algorithms.ProtoNet.compile_training>` does.  On a CPU
+        with the default ``norm="running"`` (``nn.BatchNorm2d``) the compiled step is about as fast as the eager
+        one and slower than ``channels_last`` alone: Inductor's fused batch-norm backward is slower there than
+        the native kernel (``benchmarks/compiled_step.py``).
+        """
+        if self._compiled_loss is None:  # idempotent, as the other methods' compile_training
+            self._compiled_loss = compile_for_training(self, self.batch_loss)
+
+    def batch_loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, C, H, W), (B,)`` -> the cross-entropy (a scalar) and the logits ``(B, classes)``."""
+        logits = self(images)
+        return F.cross_entropy(logits, labels), logits
+
     def loss(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Cross-entropy and accuracy on a batch with ``images`` and global class ``labels``."""
         if int(batch.labels.max()) >= self.classes:
             raise ValueError(f"the batch has class ids up to {int(batch.labels.max())} but the head has {self.classes} "
                              f"classes; build the model with classes >= {int(batch.labels.max()) + 1}")
-        logits = self(batch.images)
-        return F.cross_entropy(logits, batch.labels), (logits.argmax(-1) == batch.labels).float().mean()
+        compiled = self._compiled_loss is not None and self.training
+        loss, logits = (self._compiled_loss if compiled else self.batch_loss)(batch.images, batch.labels)
+        return loss, (logits.argmax(-1) == batch.labels).float().mean()
 
     def logits(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
         """Nearest class mean of the features: ``(S, C, H, W), (S,), (Q, C, H, W) -> (Q, N)``."""
