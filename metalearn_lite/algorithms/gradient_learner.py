@@ -88,6 +88,15 @@ class TaskGradients:
             if g is not None:
                 t.add_(g)
 
+    @staticmethod
+    def combine(parts: list[TaskGradients]) -> TaskGradients:
+        """The sums of several shares of a meta-batch (worker threads), added in the order given."""
+        total = parts[0]
+        for part in parts[1:]:
+            for t, g in zip(total.total, part.total):
+                t.add_(g)
+        return total
+
     def loss(self, value: torch.Tensor) -> torch.Tensor:
         """``value`` (the meta-loss) carrying the summed gradient (:func:`with_gradient`)."""
         return with_gradient(value, self.weights, self.total)

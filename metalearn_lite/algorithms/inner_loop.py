@@ -17,7 +17,10 @@ A meta-batch of ``T`` tasks runs either
   for (1); fastest when each task is small (the sinusoid MLP) or on a GPU;
 * ``batching="loop"``: the tasks one after another with ``torch.autograd.grad``; on a CPU a
   Conv-4 task is already large enough to keep the cores busy, and ``vmap`` costs time and memory.
-  This is also the reference the tests compare ``vmap`` against.
+  This is also the reference the tests compare ``vmap`` against;
+* ``batching="threads"``: the loop, its tasks shared among worker threads, one core each
+  (:mod:`~metalearn_lite.algorithms.task_threads`); in a worker, :func:`functional_call` runs the
+  worker's own copy of the network.
 
 ``benchmarks/maml_step.py`` measures both.  Second-order gradients through
 ``torch.nn.functional.batch_norm`` under ``vmap`` are wrong (relative errors of 1e-2 and more
@@ -32,7 +35,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.func import functional_call
+
+from .task_threads import check_threads, run_tasks, worker_net
 
 Params = dict[str, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -41,7 +45,13 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 StartFn = Callable[[Params, torch.Tensor, torch.Tensor], Params]
 Rate = float | dict[str, torch.Tensor]
 
-BATCHING = ("vmap", "loop")
+BATCHING = ("vmap", "loop", "threads")
+
+
+def functional_call(net: nn.Module, params: Params, args: tuple) -> Any:
+    """``torch.func.functional_call(net, params, args)``, on the calling worker's copy of ``net`` when the tasks
+    run on threads (:func:`~metalearn_lite.algorithms.task_threads.worker_net`; elsewhere ``net`` itself)."""
+    return torch.func.functional_call(worker_net(net), params, args)
 
 
 def params_of(net: nn.Module, detach: bool = False) -> Params:
@@ -124,18 +134,23 @@ def over_tasks(one: Callable[..., Any], batching: str, *tasks: Any) -> Any:
 
     ``tasks`` are tensors ``(T, ...)`` or ``{name: (T, ...)}`` dicts.  ``batching="vmap"`` runs one
     ``torch.func.vmap`` call (``functional=True``: ``one`` must use ``torch.func`` transforms); ``"loop"``
-    runs the tasks one after another (``functional=False``).
+    runs the tasks one after another (``functional=False``), ``"threads"`` shares them among worker threads.
     """
     if batching == "vmap":
         return torch.func.vmap(lambda *a: one(*a, functional=True))(*tasks)
     count = len(next(iter(tasks[0].values())) if isinstance(tasks[0], dict) else tasks[0])
+    if batching == "threads":
+        return _stack(run_tasks(count, lambda i: one(*(_task(t, i) for t in tasks), functional=False)))
     return _stack([one(*(_task(t, i) for t in tasks), functional=False) for i in range(count)])
 
 
 def check_batching(net: nn.Module, batching: str, first_order: bool) -> None:
-    """``ValueError`` for an unknown strategy, or for second-order ``vmap`` through ``F.batch_norm``."""
+    """``ValueError`` for an unknown strategy, for second-order ``vmap`` through ``F.batch_norm``, or for
+    ``"threads"`` off a CPU or with dropout (:func:`~metalearn_lite.algorithms.task_threads.check_threads`)."""
     if batching not in BATCHING:
         raise ValueError(f"batching must be one of {list(BATCHING)} (or 'auto' on a method); got {batching!r}")
+    if batching == "threads":
+        check_threads(net, next(net.parameters()).device)
     if batching == "vmap" and not first_order:
         bad = [type(m).__name__ for m in net.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
         if bad:

@@ -58,6 +58,7 @@ from ..validation import non_negative_int
 from .gradient_learner import TaskGradients
 from .inner_loop import LossFn, Rate, check_finite_inner, task_outputs
 from .sgd_learner import SGDLearner
+from .task_threads import run_chunks
 
 
 def _key(name: str) -> str:
@@ -81,7 +82,7 @@ class MAML(SGDLearner):
             ``nn.Linear`` with a bias, off otherwise (see :func:`~metalearn_lite.algorithms.head.default_zero_head`).
         loss: ``"cross_entropy"``, ``"mse"`` or a callable ``(output, target) -> scalar``.
         head: the output layer's submodule name (default: ``model.head``, else the last layer with weights).
-        batching: ``"auto"``, ``"vmap"`` or ``"loop"`` over the tasks of a meta-batch.
+        batching: ``"auto"``, ``"vmap"``, ``"loop"`` or ``"threads"`` over the tasks of a meta-batch.
 
     Example::
 
@@ -121,7 +122,8 @@ class MAML(SGDLearner):
         With ``batching="loop"`` and autograd on, each task's meta-gradient is computed as soon as the
         task is done (:class:`~metalearn_lite.algorithms.gradient_learner.TaskGradients`), so only one task's
         graph is alive at a time; ``loss.backward()`` gives the same result as one backward through every
-        task's graph.
+        task's graph.  ``"threads"`` does the same on each worker's share of the tasks (one graph alive per
+        worker) and adds the workers' sums in order.
         """
         fo = self.training_first_order() if first_order is None else first_order
         lr = self.rate()
@@ -131,19 +133,26 @@ class MAML(SGDLearner):
         theta = self.start_params(ways=ways)
         args = (self.task_loss_for(ways), steps, lr, fo, self.trainable_names())
         what = self.inner_lr if isinstance(lr, dict) else lr  # the rate that a divergence message names
-        if batching == "loop" and torch.is_grad_enabled():
-            tasks, grads, qlosses, outs = episode.num_tasks, TaskGradients(self), [], []
-            for i in range(tasks):
-                one = slice(i, i + 1)
-                q, out, inner = task_outputs(self.net, theta, episode.support_x[one], episode.support_y[one],
-                                             episode.query_x[one], episode.query_y[one], *args, batching="loop",
-                                             start=self.task_start)
-                check_finite_inner(inner, what, q)
-                grads.add(q.sum() / tasks)
-                qlosses.append(q.detach())
-                outs.append(out.detach())
-            qloss, out = torch.cat(qlosses), torch.cat(outs)
-            loss = grads.loss(qloss.mean())
+        if batching in ("loop", "threads") and torch.is_grad_enabled():
+            tasks = episode.num_tasks
+
+            def share(first: int, stop: int) -> tuple[TaskGradients, list[torch.Tensor], list[torch.Tensor]]:
+                grads, qlosses, outs = TaskGradients(self), [], []
+                for i in range(first, stop):
+                    one = slice(i, i + 1)
+                    q, out, inner = task_outputs(self.net, theta, episode.support_x[one], episode.support_y[one],
+                                                 episode.query_x[one], episode.query_y[one], *args, batching="loop",
+                                                 start=self.task_start)
+                    check_finite_inner(inner, what, q)
+                    grads.add(q.sum() / tasks)
+                    qlosses.append(q.detach())
+                    outs.append(out.detach())
+                return grads, qlosses, outs
+
+            shares = run_chunks(tasks, share) if batching == "threads" else [share(0, tasks)]
+            qloss = torch.cat([q for _, qs, _ in shares for q in qs])
+            out = torch.cat([o for _, _, os in shares for o in os])
+            loss = TaskGradients.combine([g for g, _, _ in shares]).loss(qloss.mean())
         else:
             qloss, out, inner = task_outputs(self.net, theta, episode.support_x, episode.support_y, episode.query_x,
                                              episode.query_y, *args, batching=batching, start=self.task_start)

@@ -29,12 +29,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from ..fewshot import class_means
 from .head import find_head, head_layer, is_linear_with_bias
-from .inner_loop import Params
+from .inner_loop import Params, functional_call
 from .maml import MAML
+from .task_threads import worker_net
 
 
 def check_linear_head(model: nn.Module, head: str | None) -> None:
@@ -81,11 +81,12 @@ class ProtoMAML(MAML):
     def head_input(self, params: Params, x: torch.Tensor) -> torch.Tensor:
         """``phi(x)``: what the network with weights ``params`` feeds its head for inputs ``x`` ``(S, ...)`` ->
         ``(S, F)``."""
-        layer = head_layer(self.net, self.head_prefix)
+        net = worker_net(self.net)  # with batching="threads", this worker's copy
+        layer = head_layer(net, self.head_prefix)
         seen: list[torch.Tensor] = []
         handle = layer.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
         try:
-            functional_call(self.net, params, (x,))
+            functional_call(net, params, (x,))
         finally:
             handle.remove()
         return seen[0]

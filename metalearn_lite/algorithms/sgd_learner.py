@@ -18,20 +18,21 @@ from ..finite import check_weights
 from ..models import MLP, Conv4
 from .gradient_learner import AdaptedModel, GradientLearner
 from .inner_loop import BATCHING, Params, Rate, adapted_params_tasks, check_batching, check_finite_inner
+from .task_threads import check_threads
 
 
 class SGDLearner(GradientLearner):
     """A :class:`~metalearn_lite.algorithms.gradient_learner.GradientLearner` that adapts with gradient steps.
 
     Besides the base's arguments the method takes ``inner_lr`` (``alpha`` > 0) and ``batching`` (``"auto"``,
-    ``"vmap"`` or ``"loop"`` over the tasks of a meta-batch).
+    ``"vmap"``, ``"loop"`` or ``"threads"`` over the tasks of a meta-batch).
     """
 
     def __init__(self, **config: Any) -> None:
         if not config["inner_lr"] > 0:
             raise ValueError(f"inner_lr must be > 0; got {config['inner_lr']}")
         if config["batching"] not in (*BATCHING, "auto"):
-            raise ValueError(f"batching must be 'auto', 'vmap' or 'loop'; got {config['batching']!r}")
+            raise ValueError(f"batching must be 'auto' or one of {list(BATCHING)}; got {config['batching']!r}")
         super().__init__(**config)
         self.inner_lr, self.batching = config["inner_lr"], config["batching"]
         # meta-steps trained so far (a buffer, so that a resumed run knows where a warm-up ended)
@@ -49,7 +50,11 @@ class SGDLearner(GradientLearner):
     def resolve_batching(self, first_order: bool, device: torch.device) -> str:
         """``auto``: measured per network (``benchmarks/maml_step.py``): on a CPU, ``vmap`` for the small
         MLP (about 7x faster than a loop) and a loop for Conv-4; on a GPU ``vmap``.  Your own network runs
-        in a loop unless you ask for ``vmap`` (not every module can run under it)."""
+        in a loop unless you ask for ``vmap`` (not every module can run under it).  ``"threads"`` (the loop on
+        worker threads, :mod:`~metalearn_lite.algorithms.task_threads`) is never chosen for you: it changes the
+        float rounding of training that the shipped checkpoints' commands reproduce."""
+        if self.batching == "threads":
+            check_threads(self.net, device)
         if self.batching != "auto":
             return self.batching
         own = type(self.net) in (Conv4, MLP)

@@ -198,7 +198,8 @@ DISTANCE = own(ProtoNet, "distance", "embedding distance", ("euclidean", "cosine
 CLASSIFY = own(SiameseNet, "classify", "classify by nearest class mean or nearest support example",
                ("prototype", "neighbour"))
 MARGIN = own(SiameseNet, "margin", "loss margin")
-BATCHING = own(MAML, "batching", "tasks of a meta-batch under vmap or in a loop", ("auto", "vmap", "loop"))
+BATCHING = own(MAML, "batching", "tasks of a meta-batch under vmap, in a loop, or the loop on worker threads "
+               "(one core per task)", ("auto", "vmap", "loop", "threads"))
 EPISODE_TASK = ("ways", "shots", "queries", "augment")
 PAIR_TASK = ("ways", "shots", "augment")
 OMNIGLOT_KEYS = ("ways", "shots", "queries", "rotations", "mirrors", "augment", "by", "same_alphabet", "image_size",
