@@ -42,7 +42,10 @@ def assert_same_gradients(eager: torch.nn.Module, fast: torch.nn.Module) -> None
     for (name, p), q in zip(eager.named_parameters(), fast.parameters()):
         torch.testing.assert_close(q.grad, p.grad, rtol=0, atol=2e-5 * scale, msg=name)
     for (name, b), c in zip(eager.named_buffers(), fast.buffers()):  # batch-norm running statistics
-        torch.testing.assert_close(c, b, rtol=1e-5, atol=1e-7, msg=name)
+        # a running mean's entries near zero carry the batch mean's rounding (measured for channels_last
+        # nn.BatchNorm2d: 4.6e-7 against a largest entry of 0.085): bounded by the buffer's scale too
+        atol = 2e-5 * float(b.abs().max()) if b.is_floating_point() else 0
+        torch.testing.assert_close(c, b, rtol=1e-5, atol=max(atol, 1e-7), msg=name)
 
 
 def first_conv(module: torch.nn.Module) -> torch.nn.Conv2d:
