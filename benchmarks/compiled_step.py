@@ -44,11 +44,11 @@ def models_and_tasks(name: str, device: torch.device) -> tuple[dict[str, Any], A
         to_channels_last(module)
     # compiled, always: Pretrained.compile_training() on a CPU only changes the layout (this measurement chose it)
     compiled = models["compiled"]
-    compiled._compiled_loss = None
-    forced = compile_for_training(compiled, compiled.batch_loss) if name == "pretrained" else None
+    compiled._compiled_logits = None
+    forced = compile_for_training(compiled, compiled.pretraining_logits) if name == "pretrained" else None
     compiled.compile_training()
     if forced is not None:
-        compiled._compiled_loss = forced
+        compiled._compiled_logits = forced
     tasks = recipe.tasks(models["eager"], settings, device, recipe.run_config(val_episodes=1))
     return models, tasks
 

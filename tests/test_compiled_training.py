@@ -75,14 +75,14 @@ def test_compiled_pretraining_has_the_eager_gradients(norm):
     fast.compile_training()
     fast.compile_training()
     assert fast.layout_only == (norm == "running")
-    assert (fast._compiled_loss == fast.batch_loss) == (norm == "running")
+    assert (fast._compiled_logits == fast.pretraining_logits) == (norm == "running")
     assert first_conv(fast.backbone).weight.is_contiguous(memory_format=torch.channels_last)
     g = torch.Generator().manual_seed(2)
     batch = SimpleNamespace(images=torch.rand(24, 1, 28, 28, generator=g), labels=torch.arange(12).repeat(2))
     for model in (eager, fast):
         backward(model, batch)
     assert_same_gradients(eager, fast)
-    fast._compiled_loss = refuse_in_eval
+    fast._compiled_logits = refuse_in_eval
     task = episode(tasks=1, ways=5, shots=1, queries=2)
     with torch.no_grad():
         torch.testing.assert_close(fast.eval().loss(batch)[0], eager.eval().loss(batch)[0], rtol=1e-5, atol=1e-6)
@@ -101,7 +101,7 @@ def test_without_a_cpp_compiler_compile_training_refuses_and_changes_nothing(mon
         method.compile_training()
     last_conv = [m for m in method.modules() if isinstance(m, torch.nn.Conv2d)][-1]  # 8 channels in: unambiguous
     assert not last_conv.weight.is_contiguous(memory_format=torch.channels_last)
-    assert getattr(method, "_compiled_embed", None) is None and getattr(method, "_compiled_loss", None) is None
+    assert getattr(method, "_compiled_embed", None) is None and getattr(method, "_compiled_logits", None) is None
 
 
 @needs_cxx

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .task_threads import check_threads, run_tasks, worker_net
+from .task_threads import run_tasks, worker_net
 
 Params = dict[str, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -145,12 +145,9 @@ def over_tasks(one: Callable[..., Any], batching: str, *tasks: Any) -> Any:
 
 
 def check_batching(net: nn.Module, batching: str, first_order: bool) -> None:
-    """``ValueError`` for an unknown strategy, for second-order ``vmap`` through ``F.batch_norm``, or for
-    ``"threads"`` off a CPU or with dropout (:func:`~metalearn_lite.algorithms.task_threads.check_threads`)."""
+    """``ValueError`` for an unknown strategy, or for second-order ``vmap`` through ``F.batch_norm``."""
     if batching not in BATCHING:
         raise ValueError(f"batching must be one of {list(BATCHING)} (or 'auto' on a method); got {batching!r}")
-    if batching == "threads":
-        check_threads(net, next(net.parameters()).device)
     if batching == "vmap" and not first_order:
         bad = [type(m).__name__ for m in net.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
         if bad:

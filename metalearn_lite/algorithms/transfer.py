@@ -23,7 +23,7 @@ Each wrapper is a :class:`~metalearn_lite.fewshot.FewShotClassifier`, so
 :func:`~metalearn_lite.evaluate` measures them exactly like ProtoNet or MAML.
 
 :meth:`Pretrained.compile_training` (``train(..., compile=True)``, ``--compile``) is the fast pretraining path:
-the backbone in ``channels_last`` and the batch's logits and cross-entropy under ``torch.compile``.
+the backbone in ``channels_last`` and the batch's logits under ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class Pretrained(EpisodicMethod):
 
     name = "pretrained"
     module_args = ("backbone",)
-    _compiled_loss = None  # set by compile_training(); used in training mode only
+    _compiled_logits = None  # set by compile_training(); used in training mode only
     layout_only = False  # compile_training() changed the layout only (measured faster than compiling)
 
     def __init__(
@@ -128,13 +128,20 @@ class Pretrained(EpisodicMethod):
         return self.backbone.embed(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W)`` -> ``(B, classes)`` pretraining logits."""
+        """``(B, C, H, W)`` -> ``(B, classes)`` pretraining logits (compiled in training after
+        :meth:`compile_training`)."""
+        if self._compiled_logits is not None and self.training:
+            return self._compiled_logits(x)
+        return self.pretraining_logits(x)
+
+    def pretraining_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` -> ``(B, classes)``: the head on the backbone's features."""
         return self.head(self.embed(x))
 
     def compile_training(self) -> None:
-        """The fast pretraining path: the backbone moves to ``channels_last`` and a training batch's logits and
-        cross-entropy (:meth:`batch_loss`) run under ``torch.compile``; evaluation and the adaptation wrappers
-        keep the eager backbone (in ``channels_last``).
+        """The fast pretraining path: the backbone moves to ``channels_last`` and a training batch's logits
+        (:meth:`pretraining_logits`) run under ``torch.compile``; evaluation and the adaptation wrappers keep the
+        eager backbone (in ``channels_last``).  :meth:`loss` (cross-entropy on those logits) is unchanged.
 
         Gradients are the eager ones up to float rounding (``tests/test_compiled_training.py``); compiling
         is paid at the first training step; without a C++ compiler on a CPU this raises ``ValueError``, as
@@ -144,30 +151,24 @@ class Pretrained(EpisodicMethod):
         the native kernel (``benchmarks/compiled_step.py``).  There, chosen by that measurement, only the layout
         changes (``layout_only`` is then ``True``) and nothing is compiled.
         """
-        if self._compiled_loss is not None:  # idempotent, as the other methods' compile_training
+        if self._compiled_logits is not None:  # idempotent, as the other methods' compile_training
             return
         running = any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
                       for m in self.backbone.modules())
         if running and next(self.parameters()).device.type == "cpu":
             for module in self.children():
                 to_channels_last(module)
-            self.layout_only, self._compiled_loss = True, self.batch_loss
+            self.layout_only, self._compiled_logits = True, self.pretraining_logits
         else:
-            self._compiled_loss = compile_for_training(self, self.batch_loss)
-
-    def batch_loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, C, H, W), (B,)`` -> the cross-entropy (a scalar) and the logits ``(B, classes)``."""
-        logits = self(images)
-        return F.cross_entropy(logits, labels), logits
+            self._compiled_logits = compile_for_training(self, self.pretraining_logits)
 
     def loss(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Cross-entropy and accuracy on a batch with ``images`` and global class ``labels``."""
         if int(batch.labels.max()) >= self.classes:
             raise ValueError(f"the batch has class ids up to {int(batch.labels.max())} but the head has {self.classes} "
                              f"classes; build the model with classes >= {int(batch.labels.max()) + 1}")
-        compiled = self._compiled_loss is not None and self.training
-        loss, logits = (self._compiled_loss if compiled else self.batch_loss)(batch.images, batch.labels)
-        return loss, (logits.argmax(-1) == batch.labels).float().mean()
+        logits = self(batch.images)
+        return F.cross_entropy(logits, batch.labels), (logits.argmax(-1) == batch.labels).float().mean()
 
     def logits(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
         """Nearest class mean of the features: ``(S, C, H, W), (S,), (Q, C, H, W) -> (Q, N)``."""
