@@ -42,6 +42,7 @@ compiled step's time (compiling included; less when TorchInductor's cache, ``TOR
 already holds the kernels from an earlier run).
 
     python benchmarks/protonet_step.py            # ~2 minutes on 2 cores
+    PYTHONPATH=.:/work/peers python benchmarks/protonet_step.py   # with the learn2learn column
     python benchmarks/protonet_step.py --compiled --repeats 10
 """
 
@@ -98,7 +99,8 @@ def measure(ways: int, shots: int, queries: int, repeats: int) -> dict[str, floa
     x = torch.cat([images.support_x[0], images.query_x[0]])
     y = torch.arange(ways).repeat_interleave(shots + queries)
     assert x.shape[0] == n
-    l2l_nn = peers.learn2learn_module("nn")
+    # learn2learn's column is printed for the tuned run only: the glibc-defaults run times what it always did
+    l2l_nn = peers.learn2learn_module("nn") if ml.malloc_tuned() else None
     out = {}
     if l2l_nn is not None:  # the same initial encoder weights and the same sequence of episodes
         head, encoder = l2l_nn.PrototypicalClassifier(), copy.deepcopy(proto.encoder)
