@@ -48,6 +48,7 @@ to the clone baseline's.
     python benchmarks/maml_step.py --only sinusoid  # ~1 minute
     python benchmarks/maml_step.py --only custom    # the user-defined module
     python benchmarks/maml_step.py --device cuda
+    PYTHONPATH=.:/work/peers python benchmarks/maml_step.py --only sinusoid   # with learn2learn and higher rows
 """
 
 from __future__ import annotations
