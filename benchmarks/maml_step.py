@@ -7,7 +7,26 @@ Adam step.  Three ways to run it, on the same weights and tasks:
 * ``loop``:  the package, tasks one after another through ``functional_call`` (``batching="loop"``);
 * ``clone``: the way learn2learn and higher work: per task, a copy of the module whose parameters
   are replaced in place by differentiable tensors after each inner step, tasks one after another,
-  backward per task.  Written here from that description (neither library is installed).
+  backward per task.  Written here from that description, so that the table never needs either library.
+
+When learn2learn 0.2.0 or higher 0.2.1 is importable, two more variants run on the same tasks and weights,
+in the same interleaved timing process and per-process memory/gradient runs, each as its documentation shows:
+
+* ``learn2learn``: ``l2l.algorithms.MAML(net, lr=inner_lr, first_order=...)``; per task ``clone()``,
+  ``adapt(support_loss)`` per inner step, query loss backward per task;
+* ``higher``: per task ``higher.innerloop_ctx(net, SGD(lr=inner_lr), copy_initial_weights=False,
+  track_higher_grads=not first_order)``, ``diffopt.step(support_loss)`` per inner step, query loss backward;
+  first order, higher detaches the fast weights, so (as its maintainers advise, facebookresearch/higher#63) the
+  query loss's gradient with respect to the last fast weights is added to the initial weights' ``.grad``.
+
+Each gets an indented line under its shape's row: its time and memory, the package's ratio against it (the
+faster strategy's and ``batching="auto"``'s time, the same strategies' memory) and its meta-gradient's relative
+difference to the clone baseline's.  metalearn-lite never depends on either library: install them into a
+folder of their own as ``benchmarks/peers.py`` shows and put it on the path after the worktree,
+
+    PYTHONPATH=.:/work/peers python benchmarks/maml_step.py --only conv4
+
+Without them the table is the same and a line per library says it is left out and how to install it.
 
 Shapes: Conv-4 (64 filters, batch-statistics norm) on Omniglot 5-way 1-shot 15-query tasks,
 meta-batch 32; the sinusoid 40-40 MLP with 10 support and 10 query points, meta-batch 25; a
@@ -29,6 +48,7 @@ to the clone baseline's.
     python benchmarks/maml_step.py --only sinusoid  # ~1 minute
     python benchmarks/maml_step.py --only custom    # the user-defined module
     python benchmarks/maml_step.py --device cuda
+    PYTHONPATH=.:/work/peers python benchmarks/maml_step.py --only sinusoid   # with learn2learn and higher rows
 """
 
 from __future__ import annotations
@@ -50,7 +70,11 @@ import torch
 import metalearn_lite as ml
 from metalearn_lite.algorithms import MAML
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peers  # noqa: E402  (benchmarks/peers.py, next to this script)
+
 VARIANTS = ("vmap", "loop", "clone")
+PEERS = ("learn2learn", "higher")
 #: skipped unless --all: on a CPU these need more than 10 GB (vmap keeps every task's graph of 5 inner steps)
 HEAVY = {(f, 5, o, "vmap") for f in ("conv4", "custom") for o in ("second", "first")}
 SHAPES = [(family, steps, order) for family in ("conv4", "sinusoid", "custom") for steps in (1, 5)
@@ -114,7 +138,7 @@ def peak_rss_bytes() -> int:
 def setup(family: str, steps: int, order: str, variant: str, device: torch.device):
     torch.manual_seed(0)
     first_order = order == "first"
-    batching = "loop" if variant == "clone" else variant
+    batching = variant if variant in ("vmap", "loop") else "loop"
     if family in ("conv4", "custom"):
         data = ml.omniglot_split("train", rotations=True).images
         ep = ml.EpisodeSampler(data, ways=5, shots=1, queries=15, seed=0).sample(32).to(device)
@@ -145,12 +169,68 @@ def package_step(method, ep, opt) -> None:
     opt.step()
 
 
+def learn2learn_step(method: MAML):
+    """A meta-step as learn2learn's documentation writes it: its ``MAML`` wrapper, per task ``clone()`` and
+    ``adapt(loss)`` for every inner step, the query loss backward per task."""
+    maml = peers.learn2learn_module("algorithms").MAML(method.net, lr=method.inner_lr, first_order=method.first_order)
+
+    def step(method, ep, opt) -> None:
+        tasks = ep.num_tasks
+        opt.zero_grad(set_to_none=True)
+        for i in range(tasks):
+            learner = maml.clone()
+            for _ in range(method.inner_steps):
+                learner.adapt(method.task_loss(learner(ep.support_x[i]), ep.support_y[i]))
+            (method.task_loss(learner(ep.query_x[i]), ep.query_y[i]) / tasks).backward()
+        opt.step()
+
+    return step
+
+
+def higher_step(method: MAML):
+    """A meta-step with higher: per task ``innerloop_ctx`` (SGD at the inner rate, the module's own weights as the
+    initial fast weights), ``diffopt.step(loss)`` for every inner step, the query loss backward per task.  First
+    order (``track_higher_grads=False``) higher detaches every fast weight, so the query gradient is taken with
+    respect to the last fast weights and added to the initial weights' ``.grad`` (facebookresearch/higher#63)."""
+    higher = peers.higher_module()
+    net = method.net
+    params = list(net.parameters())
+    inner_opt = torch.optim.SGD(params, lr=method.inner_lr)
+
+    def step(method, ep, opt) -> None:
+        tasks = ep.num_tasks
+        opt.zero_grad(set_to_none=True)
+        for i in range(tasks):
+            with higher.innerloop_ctx(net, inner_opt, copy_initial_weights=False,
+                                      track_higher_grads=not method.first_order) as (fnet, diffopt):
+                for _ in range(method.inner_steps):
+                    diffopt.step(method.task_loss(fnet(ep.support_x[i]), ep.support_y[i]))
+                query_loss = method.task_loss(fnet(ep.query_x[i]), ep.query_y[i]) / tasks
+                if not method.first_order:
+                    query_loss.backward()
+                    continue
+                for p, g in zip(params, torch.autograd.grad(query_loss, list(fnet.parameters()))):
+                    p.grad = g if p.grad is None else p.grad + g
+        opt.step()
+
+    return step
+
+
+def make_step(variant: str, method: MAML):
+    """The meta-step function ``step(method, episode, optimiser)`` of a variant."""
+    if variant == "learn2learn":
+        return learn2learn_step(method)
+    if variant == "higher":
+        return higher_step(method)
+    return clone_step if variant == "clone" else package_step
+
+
 def child(family: str, steps: int, order: str, variant: str, device: str, grad_file: str) -> None:
     """One variant in a fresh process: its meta-gradient at the initial weights and its peak memory."""
     dev = torch.device(device)
     method, ep = setup(family, steps, order, variant, dev)
     opt = torch.optim.Adam(method.parameters(), 1e-3)
-    step = clone_step if variant == "clone" else package_step
+    step = make_step(variant, method)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
@@ -175,7 +255,7 @@ def timing_child(family: str, steps: int, order: str, variants: list[str], repea
     for v in variants:
         method, ep = setup(family, steps, order, v, dev)
         opt = torch.optim.Adam(method.parameters(), 1e-3)
-        runs[v] = (method, ep, opt, clone_step if v == "clone" else package_step)
+        runs[v] = (method, ep, opt, make_step(v, method))
     for _ in range(warmup):  # untimed: the first steps of a process run slower (allocator, caches)
         for method, ep, opt, step in runs.values():
             step(method, ep, opt)
@@ -205,6 +285,26 @@ def rel_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
     return num / max(den, 1e-30)
 
 
+def peers_available() -> dict[str, bool]:
+    """Whether learn2learn (its ``algorithms``) and higher import in this environment."""
+    return {"learn2learn": peers.learn2learn_module("algorithms") is not None,
+            "higher": peers.higher_module() is not None}
+
+
+def peer_line(peer: str, res: dict, grads: dict, best: str, auto: str) -> str:
+    """A library's time and memory, the package's ratios against it, its gradient's difference to the clone's."""
+    r = res[peer]
+
+    def ratios(key: str, fmt: str) -> str:
+        cells = [f"{v}/{peer} {res[v][key] / r[key]:{fmt}}" for v in dict.fromkeys((best, auto))
+                 if isinstance(res.get(v), dict) and key in res[v]]
+        return ", ".join(cells) or "-"
+
+    diff = f"{rel_diff(grads[peer], grads['clone']):.1e}" if peer in grads and "clone" in grads else "-"
+    return (f"    {peer:>11s} {r['ms']:9.1f} ms {r['peak_mb']:8.1f} MB | time {ratios('ms', '.3f')} | memory "
+            f"{ratios('peak_mb', '.2f')} | grad {diff}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7, help="timed meta-steps per variant (median reported)")
@@ -226,7 +326,10 @@ def main() -> None:
         return
     print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads; time: median of "
           f"{args.repeats} meta-steps (forward, inner adaptation, outer backward, Adam step) per variant, the "
-          f"variants interleaved in one process after {args.warmup} untimed steps each\n")
+          f"variants interleaved in one process after {args.warmup} untimed steps each")
+    available = peers_available()
+    print("\n".join(peers.describe(available)) + "\n")
+    variants = VARIANTS + tuple(p for p in PEERS if available[p])
     header = (f"{'model':9s} {'steps':>5s} {'order':>6s} | {'vmap ms':>9s} {'loop ms':>9s} {'clone ms':>9s} | "
               f"{'vmap MB':>8s} {'loop MB':>8s} {'clone MB':>8s} | {'best/clone':>10s} {'best':>5s} "
               f"{'auto/clone':>10s} {'auto':>5s} | grad rel. diff")
@@ -238,7 +341,7 @@ def main() -> None:
                 continue
             family, steps, order = shape
             res, grads = {}, {}
-            for v in VARIANTS:
+            for v in variants:
                 gf = str(Path(tmp) / f"{v}.pt")
                 if (*shape, v) in HEAVY and not args.all and args.device == "cpu":
                     res[v] = "skipped: needs > 10 GB on a CPU (--all runs it)"
@@ -246,7 +349,7 @@ def main() -> None:
                 res[v] = run_child(["--child", family, str(steps), order, v, "--grad-file", gf], args.device)
                 if isinstance(res[v], dict):
                     grads[v] = torch.load(gf)
-            ok = [v for v in VARIANTS if isinstance(res[v], dict)]
+            ok = [v for v in variants if isinstance(res[v], dict)]
             times = run_child(["--timing-child", family, str(steps), order, ",".join(ok), "--repeats",
                                str(args.repeats), "--warmup", str(args.warmup)], args.device) if ok else {}
             if isinstance(times, str):
@@ -271,7 +374,10 @@ def main() -> None:
                   f"{cell('clone', 'ms', 9)} | {cell('vmap', 'peak_mb', 8)} {cell('loop', 'peak_mb', 8)} "
                   f"{cell('clone', 'peak_mb', 8)} | {ratio(best)} {best:>5s} {ratio(auto)} {auto:>5s} | {diffs}",
                   flush=True)
-            for v in VARIANTS:
+            for v in PEERS:
+                if v in ok:
+                    print(peer_line(v, res, grads, best, auto), flush=True)
+            for v in variants:
                 if v not in ok:
                     print(f"    {v}: {res[v]}")
     print("\nbest/clone: the faster package strategy's time over the clone-per-task baseline's; auto/clone: the "
@@ -280,6 +386,10 @@ def main() -> None:
           "baseline).")
     print("MB: peak resident memory above the process's memory before the first meta-step (one process per "
           "variant).")
+    if any(available.values()):
+        print("Indented rows: a library's own MAML step on the same tasks and weights; x/lib: the package's time or "
+              "memory over the library's (x = the faster strategy, then batching='auto''s); grad: its meta-gradient's "
+              "relative difference to the clone baseline's.")
 
 
 if __name__ == "__main__":
