@@ -5,6 +5,9 @@ Adam step.  Three ways to run it, on the same weights and tasks:
 
 * ``vmap``:  the package, tasks batched with ``torch.func.vmap`` (``MAML(batching="vmap")``);
 * ``loop``:  the package, tasks one after another through ``functional_call`` (``batching="loop"``);
+* ``threads``: the package's loop with its tasks shared among worker threads, one intra-op thread each
+  (``batching="threads"``; CPU only), printed as an indented row with its ratios against the clone baseline
+  and the libraries;
 * ``clone``: the way learn2learn and higher work: per task, a copy of the module whose parameters
   are replaced in place by differentiable tensors after each inner step, tasks one after another,
   backward per task.  Written here from that description, so that the table never needs either library.
@@ -138,7 +141,7 @@ def peak_rss_bytes() -> int:
 def setup(family: str, steps: int, order: str, variant: str, device: torch.device):
     torch.manual_seed(0)
     first_order = order == "first"
-    batching = variant if variant in ("vmap", "loop") else "loop"
+    batching = variant if variant in ("vmap", "loop", "threads") else "loop"
     if family in ("conv4", "custom"):
         data = ml.omniglot_split("train", rotations=True).images
         ep = ml.EpisodeSampler(data, ways=5, shots=1, queries=15, seed=0).sample(32).to(device)
@@ -305,6 +308,17 @@ def peer_line(peer: str, res: dict, grads: dict, best: str, auto: str) -> str:
             f"{ratios('peak_mb', '.2f')} | grad {diff}")
 
 
+def threads_line(res: dict, grads: dict, ok: list[str]) -> str:
+    """``batching="threads"``: its time and memory, its speed-up over the clone baseline, the loop and each library
+    (above 1: threads faster), and its gradient's difference to the clone's."""
+    r = res["threads"]
+    faster = ", ".join(f"{v}/threads {res[v]['ms'] / r['ms']:.3f}" for v in ("clone", "loop", *PEERS) if v in ok)
+    memory = ", ".join(f"threads/{v} {r['peak_mb'] / res[v]['peak_mb']:.2f}" for v in ("clone", "loop", *PEERS)
+                       if v in ok)
+    diff = f"{rel_diff(grads['threads'], grads['clone']):.1e}" if "threads" in grads and "clone" in grads else "-"
+    return f"    {'threads':>11s} {r['ms']:9.1f} ms {r['peak_mb']:8.1f} MB | {faster} | memory {memory} | grad {diff}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7, help="timed meta-steps per variant (median reported)")
@@ -312,6 +326,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", choices=["conv4", "sinusoid", "custom"], help="run one family only")
     parser.add_argument("--all", action="store_true", help="include the Conv-4 vmap runs with 5 inner steps")
+    parser.add_argument("--steps", type=int, choices=[1, 5], help="only the rows with this many inner steps")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--timing-child", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--grad-file", help=argparse.SUPPRESS)
@@ -329,7 +344,8 @@ def main() -> None:
           f"variants interleaved in one process after {args.warmup} untimed steps each")
     available = peers_available()
     print("\n".join(peers.describe(available)) + "\n")
-    variants = VARIANTS + tuple(p for p in PEERS if available[p])
+    threads = ("threads",) if args.device == "cpu" and torch.get_num_threads() > 1 else ()
+    variants = VARIANTS + threads + tuple(p for p in PEERS if available[p])
     header = (f"{'model':9s} {'steps':>5s} {'order':>6s} | {'vmap ms':>9s} {'loop ms':>9s} {'clone ms':>9s} | "
               f"{'vmap MB':>8s} {'loop MB':>8s} {'clone MB':>8s} | {'best/clone':>10s} {'best':>5s} "
               f"{'auto/clone':>10s} {'auto':>5s} | grad rel. diff")
@@ -337,7 +353,7 @@ def main() -> None:
     print("-" * len(header))
     with tempfile.TemporaryDirectory() as tmp:
         for shape in SHAPES:
-            if args.only and shape[0] != args.only:
+            if (args.only and shape[0] != args.only) or (args.steps and shape[1] != args.steps):
                 continue
             family, steps, order = shape
             res, grads = {}, {}
@@ -374,6 +390,8 @@ def main() -> None:
                   f"{cell('clone', 'ms', 9)} | {cell('vmap', 'peak_mb', 8)} {cell('loop', 'peak_mb', 8)} "
                   f"{cell('clone', 'peak_mb', 8)} | {ratio(best)} {best:>5s} {ratio(auto)} {auto:>5s} | {diffs}",
                   flush=True)
+            if "threads" in ok:
+                print(threads_line(res, grads, ok), flush=True)
             for v in PEERS:
                 if v in ok:
                     print(peer_line(v, res, grads, best, auto), flush=True)
@@ -386,6 +404,9 @@ def main() -> None:
           "baseline).")
     print("MB: peak resident memory above the process's memory before the first meta-step (one process per "
           "variant).")
+    if threads:
+        print("threads row: batching='threads' (the loop on worker threads); x/threads: another variant's time over "
+              "its time (above 1: threads faster); memory: its peak over the others'.")
     if any(available.values()):
         print("Indented rows: a library's own MAML step on the same tasks and weights; x/lib: the package's time or "
               "memory over the library's (x = the faster strategy, then batching='auto''s); grad: its meta-gradient's "
