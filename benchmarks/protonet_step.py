@@ -33,7 +33,8 @@ higher offers nothing here (a ProtoNet step has no differentiable inner loop).  
 depends on learn2learn: install it into a folder of its own as ``benchmarks/peers.py`` shows, then run
 ``PYTHONPATH=.:/work/peers python benchmarks/protonet_step.py``; without it a line says it is left out.
 
-With ``--compiled`` it measures instead, side by side in one process, the fast training path of
+With ``--compiled`` it measures instead, side by side in one process (with learn2learn's column when it is
+importable), the fast training path of
 :meth:`~metalearn_lite.algorithms.ProtoNet.compile_training`: the same ProtoNet training step (the same
 episode each round: loss, backward, Adam; sampling not timed) eager, eager in ``channels_last``, and
 ``channels_last`` under ``torch.compile``, for the 60-way 5-shot 5-query and 5-way 1-shot 15-query shapes.
@@ -157,11 +158,18 @@ def measure_compiled(ways: int, shots: int, queries: int, repeats: int) -> dict[
         models[name] = ProtoNet()
     to_channels_last(models["channels_last"].encoder)
     models["compiled"].compile_training()
+    l2l_nn = peers.learn2learn_module("nn")
+    if l2l_nn is not None:  # learn2learn's prototype head on the same initial Conv-4 (see the module docstring)
+        models["learn2learn"] = copy.deepcopy(models["eager"].encoder)
+        head = l2l_nn.PrototypicalClassifier()
     opts = {k: torch.optim.Adam(m.parameters(), 1e-3) for k, m in models.items()}
 
     def step(name: str, episode: ml.Episode) -> float:
         t = time.perf_counter()
-        loss, _ = models[name].loss(episode)
+        if name == "learn2learn":
+            loss = learn2learn_loss(models[name], head, episode)
+        else:
+            loss, _ = models[name].loss(episode)
         opts[name].zero_grad(set_to_none=True)
         loss.backward()
         opts[name].step()
@@ -188,11 +196,19 @@ def compiled_report(repeats: int) -> None:
           f"inductor cache: {cache}\n")
     print(f"{'shape':26s} {'eager ms':>9s} {'c_last ms':>10s} {'compiled ms':>12s} {'eager/c_last':>13s} "
           f"{'eager/compiled':>15s} {'first compiled step':>20s}")
+    rows = []
     for w, s, q in COMPILED_SHAPES:
         r = measure_compiled(w, s, q, repeats)
         e, c, k = r["eager_ms"], r["channels_last_ms"], r["compiled_ms"]
         print(f"{f'{w}-way {s}-shot {q}-query':26s} {e:9.1f} {c:10.1f} {k:12.1f} {e / c:12.2f}x {e / k:14.2f}x "
-              f"{r['first_compiled_step_s']:18.1f} s")
+              f"{r['first_compiled_step_s']:18.1f} s", flush=True)
+        rows.append((f"{w}-way {s}-shot {q}-query", r))
+    print("\n" + peers.describe({"learn2learn": peers.learn2learn_module("nn") is not None})[0])
+    for shape, r in rows:
+        if "learn2learn_ms" in r:
+            theirs = r["learn2learn_ms"]
+            print(f"{shape:26s} learn2learn {theirs:7.1f} ms; learn2learn/compiled {theirs / r['compiled_ms']:.2f}x, "
+                  f"learn2learn/eager {theirs / r['eager_ms']:.2f}x")
 
 
 def child(repeats: int) -> None:
