@@ -115,3 +115,24 @@ def test_threads_refuse_dropout_and_other_devices():
         task_threads.check_threads(nn.Linear(2, 2), torch.device("meta"))
     with pytest.raises(ValueError, match="'threads'"):
         MAML(ways=3, batching="thread")
+
+
+def test_a_forked_child_gets_workers_of_its_own(two_threads):
+    """A process forked after the workers started (a DataLoader worker, say) has none of the parent's threads: it
+    starts a pool of its own instead of queueing work for the copied pool, whose threads do not exist there."""
+    import multiprocessing
+    import os
+
+    assert task_threads.run_tasks(2, lambda i: i) == [0, 1]  # the parent's pool exists now
+    inherited = task_threads._pool(2)
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        own_pool, results = pool.apply_async(_child_run, (os.getpid(),)).get(timeout=60)
+    assert own_pool and results == [0, 1]
+    assert task_threads._pool(2) is inherited  # the parent keeps its own
+
+
+def _child_run(parent: int) -> tuple[bool, list[int]]:
+    torch.set_num_threads(2)
+    results = task_threads.run_tasks(2, lambda i: i)
+    return task_threads._pool(2) is not task_threads._pools[(parent, 2)], results

@@ -21,6 +21,7 @@ would draw from one generator in an order that changes from run to run.
 from __future__ import annotations
 
 import copy
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -32,7 +33,7 @@ from torch import nn
 R = TypeVar("R")
 
 _local = threading.local()
-_pools: dict[int, ThreadPoolExecutor] = {}
+_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}  # (process id, workers): a forked child makes its own
 _pools_lock = threading.Lock()
 
 
@@ -72,11 +73,12 @@ def check_threads(net: nn.Module, device: torch.device) -> None:
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
+    key = os.getpid(), workers
     with _pools_lock:
-        if workers not in _pools:  # each worker computes with one intra-op thread (set in the worker only)
-            _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="metalearn-task",
-                                                 initializer=torch.set_num_threads, initargs=(1,))
-        return _pools[workers]
+        if key not in _pools:  # each worker computes with one intra-op thread (set in the worker only)
+            _pools[key] = ThreadPoolExecutor(workers, thread_name_prefix="metalearn-task",
+                                             initializer=torch.set_num_threads, initargs=(1,))
+        return _pools[key]
 
 
 def _share(work: Callable[[int, int], R], start: int, stop: int, grad: bool, inference: bool) -> R:
