@@ -40,13 +40,29 @@ def to_channels_last(module: nn.Module) -> bool:
     return True
 
 
-def compile_for_training(method: nn.Module, step: Callable[..., Any]) -> Callable[..., Any]:
+def compiling_is_slower(method: nn.Module) -> bool:
+    """Whether compiling ``method``'s step was measured slower than ``channels_last`` alone: on a CPU, with
+    ``nn.BatchNorm2d`` keeping running statistics (the pretraining recipe's Conv-4), Inductor's fused batch-norm
+    backward is slower than the native kernel (``benchmarks/compiled_step.py``: pretraining 1.00x compiled
+    against 1.39x for channels_last alone)."""
+    running = any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats for m in method.modules())
+    return running and next(method.parameters()).device.type == "cpu"
+
+
+def compile_for_training(method: nn.Module, step: Callable[..., Any], choose: bool = True) -> Callable[..., Any]:
     """The steps every method's ``compile_training`` shares: check that ``torch.compile`` can run (else
     ``ValueError``, with ``method`` left as it was), move each convolutional sub-network of ``method`` (its
     direct children) to ``channels_last`` (:func:`to_channels_last`), and return ``step`` (the part of the
     training loss that carries the work) under ``torch.compile(dynamic=False)``: one compiled graph per input
-    shape, compiled at its first call.  The caller keeps the result and calls it in training mode only."""
-    check_compiler(next(method.parameters()).device)
+    shape, compiled at its first call.  The caller keeps the result and calls it in training mode only.
+
+    Where compiling was measured slower (:func:`compiling_is_slower`) only the layout changes, ``step`` comes back
+    as it is and ``method.layout_only`` is ``True`` (the trainer says so); ``choose=False`` compiles anyway (for
+    the benchmark that measures the choice)."""
+    layout_only = choose and compiling_is_slower(method)
+    if not layout_only:
+        check_compiler(next(method.parameters()).device)
     for module in method.children():
         to_channels_last(module)
-    return torch.compile(step, dynamic=False)
+    method.layout_only = layout_only
+    return step if layout_only else torch.compile(step, dynamic=False)

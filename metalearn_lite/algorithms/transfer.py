@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..compiling import compile_for_training, to_channels_last
+from ..compiling import compile_for_training
 from ..distances import squared_euclidean
 from ..fewshot import FewShotMixin, check_task, class_means
 from ..models import Conv4
@@ -102,7 +102,6 @@ class Pretrained(EpisodicMethod):
     name = "pretrained"
     module_args = ("backbone",)
     _compiled_logits = None  # set by compile_training(); used in training mode only
-    layout_only = False  # compile_training() changed the layout only (measured faster than compiling)
 
     def __init__(
         self,
@@ -149,17 +148,10 @@ class Pretrained(EpisodicMethod):
         with the default ``norm="running"`` (``nn.BatchNorm2d``) the compiled step is about as fast as the eager
         one and slower than ``channels_last`` alone: Inductor's fused batch-norm backward is slower there than
         the native kernel (``benchmarks/compiled_step.py``).  There, chosen by that measurement, only the layout
-        changes (``layout_only`` is then ``True``) and nothing is compiled.
+        changes (``layout_only`` is then ``True``) and nothing is compiled
+        (:func:`~metalearn_lite.compiling.compile_for_training`, as for every method).
         """
-        if self._compiled_logits is not None:  # idempotent, as the other methods' compile_training
-            return
-        running = any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
-                      for m in self.backbone.modules())
-        if running and next(self.parameters()).device.type == "cpu":
-            for module in self.children():
-                to_channels_last(module)
-            self.layout_only, self._compiled_logits = True, self.pretraining_logits
-        else:
+        if self._compiled_logits is None:  # idempotent, as the other methods' compile_training
             self._compiled_logits = compile_for_training(self, self.pretraining_logits)
 
     def loss(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
