@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,6 +28,9 @@ import torch
 import metalearn_lite as ml
 from metalearn_lite.compiling import compile_for_training, to_channels_last
 from metalearn_lite.recipes import RECIPES
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compiled_rounds import compiled_rounds  # noqa: E402  (benchmarks/compiled_rounds.py, next to this script)
 
 METHODS = ("siamese", "triplet", "pretrained")
 VARIANTS = ("eager", "channels_last", "compiled")
@@ -42,13 +46,13 @@ def models_and_tasks(name: str, device: torch.device) -> tuple[dict[str, Any], A
         models[variant] = recipe.make(settings).to(device).train()
     for module in models["channels_last"].children():
         to_channels_last(module)
-    # compiled, always: Pretrained.compile_training() on a CPU only changes the layout (this measurement chose it)
+    # compiled, always: where compiling was measured slower, compile_training() only changes the layout (this
+    # measurement is what chose that), so the step is compiled here with choose=False
     compiled = models["compiled"]
-    compiled._compiled_logits = None
-    forced = compile_for_training(compiled, compiled.pretraining_logits) if name == "pretrained" else None
     compiled.compile_training()
-    if forced is not None:
-        compiled._compiled_logits = forced
+    if getattr(compiled, "layout_only", False):
+        assert name == "pretrained", f"{name}: compiled step not measured"
+        compiled._compiled_logits = compile_for_training(compiled, compiled.pretraining_logits, choose=False)
     tasks = recipe.tasks(models["eager"], settings, device, recipe.run_config(val_episodes=1))
     return models, tasks
 
@@ -70,19 +74,7 @@ def measure(name: str, repeats: int, device: torch.device) -> dict[str, float]:
         sync()
         return time.perf_counter() - t
 
-    first = step("compiled", tasks.sample(1))  # compiles the forward and the backward
-    for _ in range(3):  # warm-up
-        batch = tasks.sample(1)
-        for variant in VARIANTS:
-            step(variant, batch)
-    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
-    for _ in range(repeats):
-        batch = tasks.sample(1)
-        for variant in VARIANTS:
-            times[variant].append(step(variant, batch))
-    out = {f"{v}_ms": 1e3 * statistics.median(t) for v, t in times.items()}
-    out["first_compiled_step_s"] = first
-    return out
+    return compiled_rounds(step, VARIANTS, lambda: tasks.sample(1), repeats)
 
 
 def main() -> None:

@@ -68,6 +68,7 @@ from metalearn_lite.compiling import to_channels_last
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers  # noqa: E402  (benchmarks/peers.py, next to this script)
+from compiled_rounds import compiled_rounds  # noqa: E402
 
 SHAPES = [(20, 5, 5), (60, 5, 5)]
 COMPILED_SHAPES = [(60, 5, 5), (5, 1, 15)]
@@ -175,19 +176,7 @@ def measure_compiled(ways: int, shots: int, queries: int, repeats: int) -> dict[
         opts[name].step()
         return time.perf_counter() - t
 
-    first = step("compiled", sampler.sample(1))  # compiles the forward and the backward
-    for _ in range(3):  # warm-up
-        episode = sampler.sample(1)
-        for name in models:
-            step(name, episode)
-    times: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(repeats):
-        episode = sampler.sample(1)
-        for name in models:
-            times[name].append(step(name, episode))
-    out = {f"{k}_ms": 1e3 * statistics.median(v) for k, v in times.items()}
-    out["first_compiled_step_s"] = first
-    return out
+    return compiled_rounds(step, models, lambda: sampler.sample(1), repeats)
 
 
 def compiled_report(repeats: int) -> None:

@@ -44,6 +44,17 @@ def refuse_in_eval(*args):
     raise AssertionError("the compiled step was used in evaluation")
 
 
+def assert_evaluation_is_eager(eager: torch.nn.Module, fast: torch.nn.Module, batch) -> None:
+    """Evaluation (the loss in eval mode, and few-shot logits) gives the eager results, with ``fast``'s compiled
+    step replaced by :func:`refuse_in_eval`: it is never called there."""
+    task = episode(tasks=1, ways=5, shots=1, queries=2)
+    with torch.no_grad():
+        torch.testing.assert_close(fast.eval().loss(batch)[0], eager.eval().loss(batch)[0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(fast.logits(task.support_x[0], task.support_y[0], task.query_x[0]),
+                                   eager.logits(task.support_x[0], task.support_y[0], task.query_x[0]),
+                                   rtol=1e-5, atol=1e-5)
+
+
 @needs_cxx
 @pytest.mark.parametrize("cls", [SiameseNet, TripletNet])
 def test_compiled_embedding_has_the_eager_gradients(cls):
@@ -57,14 +68,8 @@ def test_compiled_embedding_has_the_eager_gradients(cls):
     for model in (eager, fast):
         backward(model, batch)
     assert_same_gradients(eager, fast)
-    # evaluation (the loss in eval mode, and few-shot logits) runs the eager embedding
     fast._compiled_embed = refuse_in_eval
-    task = episode(tasks=1, ways=5, shots=1, queries=2)
-    with torch.no_grad():
-        torch.testing.assert_close(fast.eval().loss(batch)[0], eager.eval().loss(batch)[0], rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(fast.logits(task.support_x[0], task.support_y[0], task.query_x[0]),
-                                   eager.logits(task.support_x[0], task.support_y[0], task.query_x[0]),
-                                   rtol=1e-5, atol=1e-5)
+    assert_evaluation_is_eager(eager, fast, batch)
 
 
 @needs_cxx
@@ -83,12 +88,7 @@ def test_compiled_pretraining_has_the_eager_gradients(norm):
         backward(model, batch)
     assert_same_gradients(eager, fast)
     fast._compiled_logits = refuse_in_eval
-    task = episode(tasks=1, ways=5, shots=1, queries=2)
-    with torch.no_grad():
-        torch.testing.assert_close(fast.eval().loss(batch)[0], eager.eval().loss(batch)[0], rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(fast.logits(task.support_x[0], task.support_y[0], task.query_x[0]),
-                                   eager.logits(task.support_x[0], task.support_y[0], task.query_x[0]),
-                                   rtol=1e-5, atol=1e-5)
+    assert_evaluation_is_eager(eager, fast, batch)
 
 
 @pytest.mark.parametrize("make", [lambda: tiny(SiameseNet), lambda: tiny(TripletNet),
